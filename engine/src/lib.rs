@@ -4,10 +4,23 @@
 //! integral min-cost-flow solver written for it, warm-started re-solves,
 //! Pareto fronts, multi-period planning and demand forecasts.
 //!
+//! Layers, bottom up: [`network`] (a plain min-cost-flow instance) ->
+//! [`simplex`] (cold solves) and [`incremental`] (warm re-solves) ->
+//! [`model`] (zones, costs) -> [`formulation`] (problem -> network) ->
+//! [`plan`] (network flow -> moves and objectives) -> [`optimize`] (entry
+//! points). [`geo`], [`forecast`], [`dimacs`] and [`synthetic`] are leaves.
+//!
 //! Architecture invariant: this crate does no IO, spawns no threads and has
 //! no async code. Everything here is a deterministic function of its inputs.
 
-pub mod network;
 pub mod dimacs;
 pub mod forecast;
+pub mod formulation;
 pub mod geo;
+pub mod incremental;
+pub mod model;
+pub mod network;
+pub mod optimize;
+pub mod plan;
+pub mod simplex;
+pub mod synthetic;

@@ -1,0 +1,258 @@
+//! Entry points: solve a problem exactly, keep re-solving it as zones change
+//! (warm start), and trace its Pareto front.
+
+use crate::formulation::{formulate, Formulation};
+use crate::incremental::IncrementalFlow;
+use crate::model::{InvalidProblem, Problem, MAX_VEHICLES};
+use crate::network::Network;
+use crate::plan::{read_plan, Objectives, Plan};
+use crate::simplex::{solve_from, FlowStatus};
+
+/// Why no plan was produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SolveError {
+    /// The input is wrong; the field is named.
+    Invalid(InvalidProblem),
+    /// The solver failed. The "nobody moves" plan is always feasible, so this
+    /// signals a bug, never bad input.
+    Internal(String),
+}
+
+impl std::fmt::Display for SolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SolveError::Invalid(e) => write!(f, "invalid problem: {e}"),
+            SolveError::Internal(e) => write!(f, "solver failure (please report): {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SolveError {}
+
+impl From<InvalidProblem> for SolveError {
+    fn from(e: InvalidProblem) -> Self {
+        SolveError::Invalid(e)
+    }
+}
+
+/// Size of the solved network and the work done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SolveStats {
+    pub nodes: usize,
+    pub arcs: usize,
+    /// Simplex pivots of the cold solve.
+    pub iterations: u64,
+    /// Shortest-path augmentations of warm re-solves.
+    pub augmentations: u64,
+}
+
+/// An optimal plan with its solve statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solved {
+    pub plan: Plan,
+    pub stats: SolveStats,
+}
+
+/// Solves `problem` to optimality from scratch.
+///
+/// ```
+/// use fleet_engine::model::{Costs, Problem, Travel, Zone};
+/// use fleet_engine::optimize::optimize;
+/// let zone = |id: &str, lat, idle, target| Zone { id: id.into(), lat, lon: -73.98, idle, target, min_vehicles: 0 };
+/// let problem = Problem {
+///     zones: vec![zone("a", 40.75, 6, 2), zone("b", 40.76, 0, 3)],
+///     travel: Travel::Haversine { detour_factor: 1.3 },
+///     costs: Costs { per_km: 0.6, unmet_penalty: 15.0, coverage_penalty: 5.0 },
+///     max_move_km: None, neighbours: None, horizon: None,
+/// };
+/// let solved = optimize(&problem).unwrap();
+/// assert_eq!(solved.plan.moves.len(), 1);
+/// assert_eq!(solved.plan.moves[0].vehicles, 3);
+/// assert_eq!(solved.plan.objectives.unmet, 0);
+/// ```
+pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
+    problem.validate()?;
+    let f = formulate(problem);
+    let (flow, _, iterations) = cold_solve(&f)?;
+    Ok(Solved {
+        plan: read_plan(problem, &f, &flow),
+        stats: SolveStats {
+            nodes: f.network.node_count(),
+            arcs: f.network.arc_count(),
+            iterations,
+            augmentations: 0,
+        },
+    })
+}
+
+fn cold_solve(f: &Formulation) -> Result<(Vec<i64>, Vec<i64>, u64), SolveError> {
+    let m = f.network.arc_count();
+    let sol = solve_from(&f.network, f.basis.clone(), f.priority, m).map_err(SolveError::Internal)?;
+    match sol.status {
+        FlowStatus::Optimal => Ok((sol.flow, sol.potential, sol.iterations)),
+        other => Err(SolveError::Internal(format!("simplex ended {other:?}"))),
+    }
+}
+
+/// A problem kept solved while its zones change: after each streaming window
+/// call [`Rebalancer::set_zone`] for the zones that changed, then
+/// [`Rebalancer::resolve`], which repairs the previous optimum instead of
+/// starting over and returns the same optimal objective a cold solve would.
+#[derive(Debug, Clone)]
+pub struct Rebalancer {
+    problem: Problem,
+    formulation: Formulation,
+    state: IncrementalFlow,
+    iterations: u64,
+}
+
+impl Rebalancer {
+    /// Solves `problem` cold and keeps the result for warm re-solves.
+    pub fn new(problem: Problem) -> Result<Self, SolveError> {
+        problem.validate()?;
+        let formulation = formulate(&problem);
+        let (flow, potential, iterations) = cold_solve(&formulation)?;
+        let state = IncrementalFlow::new(formulation.network.clone(), flow, potential);
+        Ok(Rebalancer {
+            problem,
+            formulation,
+            state,
+            iterations,
+        })
+    }
+
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    /// The network being kept optimal (e.g. to hand to a reference solver).
+    pub fn network(&self) -> &Network {
+        self.state.network()
+    }
+
+    /// Changes zone `zone`'s idle count, target and floor (the latter two for
+    /// every period). Takes effect at the next [`Rebalancer::resolve`].
+    pub fn set_zone(&mut self, zone: usize, idle: u32, target: u32, min_vehicles: u32) -> Result<(), InvalidProblem> {
+        let field = |name: &str| format!("zones[{zone}].{name}");
+        if zone >= self.problem.zones.len() {
+            return Err(InvalidProblem {
+                field: "zone".into(),
+                message: format!("no zone {zone}; there are {}", self.problem.zones.len()),
+            });
+        }
+        if idle > MAX_VEHICLES || target > MAX_VEHICLES {
+            return Err(InvalidProblem {
+                field: field("idle"),
+                message: format!("must be at most {MAX_VEHICLES}"),
+            });
+        }
+        if min_vehicles > target {
+            return Err(InvalidProblem {
+                field: field("min_vehicles"),
+                message: "must not exceed target".into(),
+            });
+        }
+        let layout = self.formulation.layout;
+        let old_idle = self.problem.zones[zone].idle as i64;
+        let z = &mut self.problem.zones[zone];
+        (z.idle, z.target, z.min_vehicles) = (idle, target, min_vehicles);
+        if let Some(h) = &mut self.problem.horizon {
+            h.targets.row_mut(zone).fill(target);
+            h.min_vehicles.row_mut(zone).fill(min_vehicles);
+        }
+        let start = layout.start_node(zone, 0);
+        let supply = self.state.network().supply[start] + idle as i64 - old_idle;
+        self.state.set_supply(start, supply);
+        let sink = self.formulation.sink;
+        let sink_supply = self.state.network().supply[sink] - (idle as i64 - old_idle);
+        self.state.set_supply(sink, sink_supply);
+        for p in 0..layout.periods() {
+            let a = layout.penalty_arc(zone, p);
+            self.state.set_capacity(a, min_vehicles as i64);
+            self.state.set_capacity(a + 1, (target - min_vehicles) as i64);
+        }
+        Ok(())
+    }
+
+    /// Re-optimises after [`Rebalancer::set_zone`] calls.
+    pub fn resolve(&mut self) -> Result<Solved, SolveError> {
+        let repair = self
+            .state
+            .reoptimize()
+            .map_err(|_| SolveError::Internal("warm re-solve found no feasible flow".into()))?;
+        Ok(Solved {
+            plan: read_plan(&self.problem, &self.formulation, self.state.flow()),
+            stats: SolveStats {
+                nodes: self.formulation.network.node_count(),
+                arcs: self.formulation.network.arc_count(),
+                iterations: self.iterations,
+                augmentations: repair.augmentations,
+            },
+        })
+    }
+
+    /// Cost of the current flow in integer units (for exact comparisons).
+    pub fn flow_cost(&self) -> i128 {
+        self.state.cost()
+    }
+}
+
+/// One point of the Pareto front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParetoPoint {
+    /// Multiplier of `per_km` under which this plan is optimal.
+    pub km_weight: f64,
+    pub objectives: Objectives,
+}
+
+/// The trade-off between empty km and unmet demand: solves the problem with
+/// the cost per km scaled by weights from 1/50 to 50 (geometric sweep), each
+/// exactly, and keeps the non-dominated (empty_km, unmet, coverage_shortfall)
+/// points, sorted by increasing km. The no-move plan (infinite weight) is
+/// always included as the cheapest-to-run end of the front.
+pub fn pareto_front(problem: &Problem, points: usize) -> Result<Vec<ParetoPoint>, SolveError> {
+    problem.validate()?;
+    let points = points.clamp(1, 101);
+    let mut found: Vec<ParetoPoint> = Vec::new();
+    let mut weights: Vec<f64> = (0..points)
+        .map(|k| {
+            let t = if points == 1 { 0.5 } else { k as f64 / (points - 1) as f64 };
+            (50f64.ln() * (2.0 * t - 1.0)).exp()
+        })
+        .collect();
+    weights.push(f64::INFINITY);
+    for w in weights {
+        let mut p = problem.clone();
+        if w.is_finite() {
+            p.costs.per_km *= w;
+        } else {
+            p.max_move_km = Some(-1.0); // no move is short enough
+        }
+        let f = formulate(&p);
+        let (flow, _, _) = cold_solve(&f)?;
+        let mut objectives = read_plan(&p, &f, &flow).objectives;
+        objectives.move_cost = problem.costs.per_km * objectives.empty_km;
+        found.push(ParetoPoint {
+            km_weight: w,
+            objectives,
+        });
+    }
+    let key = |o: &Objectives| (o.empty_km, o.unmet as f64, o.coverage_shortfall as f64);
+    let dominated = |a: &Objectives, b: &Objectives| {
+        let (a, b) = (key(a), key(b));
+        b.0 <= a.0 + 1e-9 && b.1 <= a.1 && b.2 <= a.2 && (b.0 < a.0 - 1e-9 || b.1 < a.1 || b.2 < a.2)
+    };
+    let mut front: Vec<ParetoPoint> = Vec::new();
+    for p in &found {
+        let beaten = found.iter().any(|q| dominated(&p.objectives, &q.objectives));
+        let duplicate = front.iter().any(|q| {
+            let (a, b) = (key(&p.objectives), key(&q.objectives));
+            (a.0 - b.0).abs() < 1e-9 && a.1 == b.1 && a.2 == b.2
+        });
+        if !beaten && !duplicate {
+            front.push(p.clone());
+        }
+    }
+    front.sort_by(|a, b| a.objectives.empty_km.total_cmp(&b.objectives.empty_km));
+    Ok(front)
+}
