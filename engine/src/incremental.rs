@@ -176,6 +176,25 @@ impl IncrementalFlow {
         Ok(stats)
     }
 
+    /// A goal node adjacent to `u` whose tentative distance is `d` (the
+    /// distance now being settled), found by re-scanning `u`'s residual arcs.
+    fn goal_at(&self, u: usize, d: i64, forward: bool, epoch: u32) -> Option<usize> {
+        let is_goal = |v: usize| {
+            self.stamp[v] == epoch && self.dist[v] == d && (if forward { self.excess[v] < 0 } else { self.excess[v] > 0 })
+        };
+        let lists = [(&self.out_start, &self.out_arcs), (&self.in_start, &self.in_arcs)];
+        for (start, arcs) in lists {
+            for &a in &arcs[start[u] as usize..start[u + 1] as usize] {
+                let a = a as usize;
+                let other = if self.net.source[a] as usize == u { self.net.target[a] } else { self.net.source[a] } as usize;
+                if is_goal(other) && self.via[other] as usize == a {
+                    return Some(other);
+                }
+            }
+        }
+        None
+    }
+
     fn degree(&self, v: usize) -> u32 {
         self.out_start[v + 1] - self.out_start[v] + self.in_start[v + 1] - self.in_start[v]
     }
@@ -245,6 +264,15 @@ impl IncrementalFlow {
                     (v, -(self.net.cost[a] + pu - self.potential[v]))
                 };
                 relax(&mut self.dist, &mut self.stamp, &mut self.via, &mut heap, epoch, v, d + rc, a);
+            }
+            // Optimal duals are highly degenerate: whole regions sit at
+            // reduced distance zero. A goal reached at the distance being
+            // settled cannot get closer, so stop there instead of settling
+            // every other node at that distance first.
+            if let Some(v) = self.goal_at(u, d, forward, epoch) {
+                settled.push(v as u32);
+                found = Some((v, d));
+                break;
             }
         }
         stats.settled += settled.len() as u64;

@@ -4,6 +4,12 @@
 //! takes a supply-based network; its Rust wrapper only exposes a max-flow API,
 //! so we call the C entry point directly. Used by tests and benchmarks only:
 //! the service never links C++.
+//!
+//! The entry point instantiates `NetworkSimplex<SmartDigraph>` with LEMON's
+//! default `int` (32-bit) flow and cost types, whatever its `int64_t`
+//! signature suggests. So capacities at or above `i32::MAX` are passed as
+//! `i32::MAX` (LEMON's "infinite"), and networks whose costs or supplies do
+//! not fit 32 bits are refused rather than silently truncated.
 
 use fleet_engine::network::Network;
 
@@ -34,12 +40,17 @@ pub struct LemonInput {
 }
 
 impl LemonInput {
+    /// # Panics
+    /// If a cost or supply does not fit LEMON's 32-bit `int`.
     pub fn new(net: &Network) -> Self {
+        let fits = |v: &i64| i32::try_from(*v).is_ok();
+        assert!(net.cost.iter().all(fits), "a cost does not fit LEMON's 32-bit int");
+        assert!(net.supply.iter().all(fits), "a supply does not fit LEMON's 32-bit int");
         LemonInput {
             supply: net.supply.clone(),
             source: net.source.iter().map(|&v| v as i64).collect(),
             target: net.target.iter().map(|&v| v as i64).collect(),
-            capacity: net.capacity.clone(),
+            capacity: net.capacity.iter().map(|&c| c.min(i32::MAX as i64)).collect(),
             cost: net.cost.clone(),
         }
     }

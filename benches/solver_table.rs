@@ -1,0 +1,87 @@
+//! Side-by-side solve times of this engine and LEMON's network simplex on the
+//! same networks, printed as a table (run: `make bench-solver` or
+//! `cargo bench --bench solver_table`). Each row is the median of several
+//! runs; both solvers see identical networks and must agree on the optimum.
+
+use std::time::{Duration, Instant};
+
+use fleet_engine::formulation::{formulate, Formulation};
+use fleet_engine::optimize::Rebalancer;
+use fleet_engine::simplex::solve_from;
+use fleet_engine::synthetic::{perturb, random_city, CitySpec, Rng};
+use lemon_reference::LemonInput;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn cold(f: &Formulation) -> (i128, u64) {
+    let sol = solve_from(&f.network, f.basis.clone(), f.priority, f.network.arc_count()).unwrap();
+    (sol.cost, sol.iterations)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let repeats = if quick { 3 } else { 7 };
+    println!(
+        "| instance | nodes | arcs | engine cold ms | LEMON ms | engine / LEMON | pivots | warm 1% ms | warm / cold |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let rows: [(&str, usize, Option<usize>); 4] = [
+        ("100 zones dense", 100, None),
+        ("1000 zones dense", 1000, None),
+        ("1000 zones kNN16", 1000, Some(16)),
+        ("10000 zones kNN16", 10000, Some(16)),
+    ];
+    for (name, zones, k) in rows {
+        let (mut ours, mut theirs, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pivots = 0;
+        let mut size = (0, 0);
+        for seed in 0..repeats as u64 {
+            let spec = CitySpec::benchmark(zones, k, 1000 + seed);
+            let problem = random_city(&spec);
+            let f = formulate(&problem);
+            size = (f.network.node_count(), f.network.arc_count());
+            let lemon = LemonInput::new(&f.network);
+
+            let t = Instant::now();
+            let (cost, iterations) = cold(&f);
+            ours.push(t.elapsed());
+            pivots = iterations;
+
+            let t = Instant::now();
+            let (lemon_cost, _) = lemon.solve();
+            theirs.push(t.elapsed());
+            assert_eq!(cost, lemon_cost as i128, "{name}: optimum differs from LEMON");
+
+            // Warm: change 1% of zones (as one streaming window would) and re-solve.
+            let mut reb = Rebalancer::new(problem).unwrap();
+            let mut rng = Rng::new(seed);
+            for (zone, idle, target, floor) in perturb(reb.problem(), &spec, 0.01, &mut rng) {
+                reb.set_zone(zone, idle, target, floor).unwrap();
+            }
+            let t = Instant::now();
+            reb.resolve().unwrap();
+            warm.push(t.elapsed());
+            let (check, _) = LemonInput::new(reb.network()).solve();
+            assert_eq!(reb.flow_cost(), check as i128, "{name}: warm optimum differs from LEMON");
+        }
+        let (o, l, w) = (median(ours), median(theirs), median(warm));
+        println!(
+            "| {name} | {} | {} | {:.2} | {:.2} | {:.2}x | {} | {:.3} | {:.3}x |",
+            size.0,
+            size.1,
+            ms(o),
+            ms(l),
+            ms(o) / ms(l),
+            pivots,
+            ms(w),
+            ms(w) / ms(o)
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! The engine against LEMON's network simplex (C++, an independent
+//! implementation) on large random instances: identical optimal cost every
+//! time, cold and warm.
+
+use fleet_engine::dimacs;
+use fleet_engine::formulation::formulate;
+use fleet_engine::network::{Network, UNBOUNDED};
+use fleet_engine::optimize::Rebalancer;
+use fleet_engine::simplex::{solve, solve_from, FlowStatus};
+use fleet_engine::synthetic::{perturb, random_city, CitySpec, Rng};
+
+fn assert_same_optimum(net: &Network, ours: i128, what: &str) {
+    let (lemon, _) = lemon_reference::solve(net);
+    assert_eq!(ours, lemon as i128, "{what}: engine {ours} vs LEMON {lemon}");
+}
+
+#[test]
+fn rebalancing_networks_cold_and_warm() {
+    for (zones, k, seed) in [(300, None, 1), (800, None, 2), (2000, Some(8), 3), (3000, Some(16), 4), (1500, Some(4), 5)] {
+        let spec = CitySpec::benchmark(zones, k, seed);
+        let problem = random_city(&spec);
+        let f = formulate(&problem);
+        let sol = solve_from(&f.network, f.basis.clone(), f.priority, f.network.arc_count()).unwrap();
+        assert_eq!(sol.status, FlowStatus::Optimal);
+        f.network.check_flow(&sol.flow).unwrap();
+        assert_same_optimum(&f.network, sol.cost, &format!("cold {zones} zones k={k:?}"));
+
+        let mut reb = Rebalancer::new(problem.clone()).unwrap();
+        assert_eq!(reb.flow_cost(), sol.cost);
+        let mut rng = Rng::new(seed * 7919);
+        for round in 0..5 {
+            for (zone, idle, target, floor) in perturb(reb.problem(), &spec, 0.01 * (round + 1) as f64, &mut rng) {
+                reb.set_zone(zone, idle, target, floor).unwrap();
+            }
+            reb.resolve().unwrap();
+            assert_same_optimum(reb.network(), reb.flow_cost(), &format!("warm round {round}, {zones} zones"));
+        }
+    }
+}
+
+/// General networks (not from our formulation), solved from the artificial basis.
+#[test]
+fn random_general_networks() {
+    let mut rng = Rng::new(42);
+    for case in 0..60 {
+        let n = 2 + rng.below(300) as usize;
+        let m = n + rng.below(6 * n as u64) as usize;
+        let mut net = Network::with_nodes(n);
+        // A spanning path of wide arcs keeps every instance feasible.
+        for v in 1..n {
+            net.add_arc(v - 1, v, UNBOUNDED, 100 + rng.below(100) as i64);
+            net.add_arc(v, v - 1, UNBOUNDED, 100 + rng.below(100) as i64);
+        }
+        for _ in 0..m {
+            let (a, b) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+            if a != b {
+                net.add_arc(a, b, rng.below(20) as i64, rng.below(200) as i64 - 20);
+            }
+        }
+        for _ in 0..n / 2 {
+            let (a, b) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+            let amount = rng.below(30) as i64;
+            net.supply[a] += amount;
+            net.supply[b] -= amount;
+        }
+        // Negative costs on capacitated arcs only: no unbounded cycles.
+        let sol = solve(&net);
+        assert_eq!(sol.status, FlowStatus::Optimal, "case {case}");
+        net.check_flow(&sol.flow).unwrap();
+        assert_same_optimum(&net, sol.cost, &format!("general case {case}"));
+        // The same network through DIMACS text gives the same optimum.
+        let parsed = dimacs::parse(&dimacs::write(&net)).unwrap();
+        assert_eq!(solve(&parsed.network).cost, sol.cost);
+    }
+}
