@@ -22,5 +22,6 @@ pub mod model;
 pub mod network;
 pub mod optimize;
 pub mod plan;
+pub mod problem_file;
 pub mod simplex;
 pub mod synthetic;

@@ -2,11 +2,10 @@
 //! (warm start), and trace its Pareto front.
 
 use crate::formulation::{formulate, Formulation};
-use crate::incremental::IncrementalFlow;
 use crate::model::{InvalidProblem, Problem, MAX_VEHICLES};
 use crate::network::Network;
 use crate::plan::{read_plan, Objectives, Plan};
-use crate::simplex::{solve_from, FlowStatus};
+use crate::simplex::{solve_from, FlowStatus, NetworkSimplex};
 
 /// Why no plan was produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +41,8 @@ pub struct SolveStats {
     pub arcs: usize,
     /// Simplex pivots of the cold solve.
     pub iterations: u64,
-    /// Shortest-path augmentations of warm re-solves.
-    pub augmentations: u64,
+    /// Dual simplex pivots of the last warm re-solve (0 for a cold solve).
+    pub warm_pivots: u64,
 }
 
 /// An optimal plan with its solve statistics.
@@ -80,7 +79,7 @@ pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
             nodes: f.network.node_count(),
             arcs: f.network.arc_count(),
             iterations,
-            augmentations: 0,
+            warm_pivots: 0,
         },
     })
 }
@@ -102,8 +101,10 @@ fn cold_solve(f: &Formulation) -> Result<(Vec<i64>, Vec<i64>, u64), SolveError> 
 pub struct Rebalancer {
     problem: Problem,
     formulation: Formulation,
-    state: IncrementalFlow,
-    iterations: u64,
+    simplex: NetworkSimplex,
+    /// The network with the current supplies and capacities.
+    network: Network,
+    cold_iterations: u64,
 }
 
 impl Rebalancer {
@@ -111,13 +112,19 @@ impl Rebalancer {
     pub fn new(problem: Problem) -> Result<Self, SolveError> {
         problem.validate()?;
         let formulation = formulate(&problem);
-        let (flow, potential, iterations) = cold_solve(&formulation)?;
-        let state = IncrementalFlow::new(formulation.network.clone(), flow, potential);
+        let f = &formulation;
+        let mut simplex = NetworkSimplex::new(&f.network, f.basis.clone(), f.priority, f.network.arc_count())
+            .map_err(SolveError::Internal)?;
+        match simplex.run() {
+            FlowStatus::Optimal => {}
+            other => return Err(SolveError::Internal(format!("simplex ended {other:?}"))),
+        }
         Ok(Rebalancer {
             problem,
+            network: formulation.network.clone(),
+            cold_iterations: simplex.iterations(),
             formulation,
-            state,
-            iterations,
+            simplex,
         })
     }
 
@@ -127,7 +134,7 @@ impl Rebalancer {
 
     /// The network being kept optimal (e.g. to hand to a reference solver).
     pub fn network(&self) -> &Network {
-        self.state.network()
+        &self.network
     }
 
     /// Changes zone `zone`'s idle count, target and floor (the latter two for
@@ -160,40 +167,43 @@ impl Rebalancer {
             h.targets.row_mut(zone).fill(target);
             h.min_vehicles.row_mut(zone).fill(min_vehicles);
         }
-        let start = layout.start_node(zone, 0);
-        let supply = self.state.network().supply[start] + idle as i64 - old_idle;
-        self.state.set_supply(start, supply);
-        let sink = self.formulation.sink;
-        let sink_supply = self.state.network().supply[sink] - (idle as i64 - old_idle);
-        self.state.set_supply(sink, sink_supply);
+        let change = idle as i64 - old_idle;
+        for (node, change) in [(layout.start_node(zone, 0), change), (self.formulation.sink, -change)] {
+            let supply = self.network.supply[node] + change;
+            self.network.supply[node] = supply;
+            self.simplex.set_supply(node, supply);
+        }
         for p in 0..layout.periods() {
             let a = layout.penalty_arc(zone, p);
-            self.state.set_capacity(a, min_vehicles as i64);
-            self.state.set_capacity(a + 1, (target - min_vehicles) as i64);
+            for (arc, cap) in [(a, min_vehicles as i64), (a + 1, (target - min_vehicles) as i64)] {
+                self.network.capacity[arc] = cap;
+                self.simplex.set_capacity(arc, cap);
+            }
         }
         Ok(())
     }
 
     /// Re-optimises after [`Rebalancer::set_zone`] calls.
     pub fn resolve(&mut self) -> Result<Solved, SolveError> {
-        let repair = self
-            .state
-            .reoptimize()
-            .map_err(|_| SolveError::Internal("warm re-solve found no feasible flow".into()))?;
+        let before = self.simplex.iterations();
+        match self.simplex.reoptimize() {
+            FlowStatus::Optimal => {}
+            other => return Err(SolveError::Internal(format!("warm re-solve ended {other:?}"))),
+        }
         Ok(Solved {
-            plan: read_plan(&self.problem, &self.formulation, self.state.flow()),
+            plan: read_plan(&self.problem, &self.formulation, &self.simplex.flow()),
             stats: SolveStats {
-                nodes: self.formulation.network.node_count(),
-                arcs: self.formulation.network.arc_count(),
-                iterations: self.iterations,
-                augmentations: repair.augmentations,
+                nodes: self.network.node_count(),
+                arcs: self.network.arc_count(),
+                iterations: self.cold_iterations,
+                warm_pivots: self.simplex.iterations() - before,
             },
         })
     }
 
     /// Cost of the current flow in integer units (for exact comparisons).
     pub fn flow_cost(&self) -> i128 {
-        self.state.cost()
+        self.simplex.cost()
     }
 }
 

@@ -15,6 +15,8 @@
 //! leaving arc with Cunningham's rule so the tree stays strongly feasible and
 //! degenerate pivots cannot cycle.
 
+use std::collections::BinaryHeap;
+
 use crate::network::{Network, UNBOUNDED};
 
 const NONE: u32 = u32::MAX;
@@ -143,12 +145,26 @@ pub fn solve_from(
     priority: usize,
     searchable: usize,
 ) -> Result<FlowSolution, String> {
-    let mut s = Simplex::new(net, basis, priority.min(searchable), searchable)?;
+    let mut s = NetworkSimplex::new(net, basis, priority.min(searchable), searchable)?;
     let status = s.run();
-    Ok(s.into_solution(net, status))
+    Ok(s.solution(status))
 }
 
-struct Simplex {
+/// A network simplex kept alive between solves, so a changed problem can be
+/// re-optimised from the previous optimal basis (see [`NetworkSimplex::reoptimize`]).
+#[derive(Debug, Clone)]
+pub struct NetworkSimplex {
+    supply: Vec<i64>,
+    /// `position[a]` = internal index of the caller's arc `a`.
+    position: Vec<u32>,
+    /// Nodes whose tree arc may have left its bounds since the last solve,
+    /// deepest first: repairing low in the tree cuts off small subtrees, and
+    /// the repair's cycle usually restores the arcs above it as well.
+    dirty: BinaryHeap<(u32, u32)>,
+    /// Incident arcs per node (internal indices), built on the first warm solve.
+    incident: Option<(Vec<u32>, Vec<u32>)>,
+    mark: Vec<u32>,
+    epoch: u32,
     // Arc data, stored in pricing order (see `interleave`).
     source: Vec<u32>,
     target: Vec<u32>,
@@ -190,8 +206,9 @@ fn interleave(start: usize, end: usize, nodes: usize, order: &mut Vec<u32>) {
     }
 }
 
-impl Simplex {
-    fn new(net: &Network, basis: Basis, priority: usize, searchable: usize) -> Result<Self, String> {
+impl NetworkSimplex {
+    /// Prepares a simplex on `net` from a feasible `basis` (see [`solve_from`]).
+    pub fn new(net: &Network, basis: Basis, priority: usize, searchable: usize) -> Result<Self, String> {
         let n = net.node_count();
         let m = net.arc_count();
         if basis.tree_arc.len() != n || basis.flow.len() != m || basis.root >= n {
@@ -202,7 +219,13 @@ impl Simplex {
         interleave(priority, searchable, n, &mut order);
         order.extend(searchable as u32..m as u32);
         let pick = |v: &[i64]| order.iter().map(|&a| v[a as usize]).collect::<Vec<_>>();
-        let mut s = Simplex {
+        let mut s = NetworkSimplex {
+            supply: net.supply.clone(),
+            position: Vec::new(),
+            dirty: BinaryHeap::new(),
+            incident: None,
+            mark: vec![0; n],
+            epoch: 0,
             source: order.iter().map(|&a| net.source[a as usize]).collect(),
             target: order.iter().map(|&a| net.target[a as usize]).collect(),
             cost: pick(&net.cost),
@@ -226,6 +249,7 @@ impl Simplex {
         for (k, &a) in s.order.iter().enumerate() {
             position[a as usize] = k as u32;
         }
+        s.position = position.clone();
         for v in 0..n {
             if v == basis.root {
                 continue;
@@ -375,7 +399,8 @@ impl Simplex {
         }
     }
 
-    fn run(&mut self) -> FlowStatus {
+    /// Runs primal simplex pivots until the basis is optimal.
+    pub fn run(&mut self) -> FlowStatus {
         let mut next = 0;
         let mut end = self.priority;
         loop {
@@ -400,19 +425,7 @@ impl Simplex {
     fn pivot(&mut self, entering: usize) -> bool {
         let (tail, head) = (self.source[entering], self.target[entering]);
         // The cycle: entering arc plus the tree paths from both ends to `join`.
-        let join = {
-            let (mut u, mut v) = (tail, head);
-            while u != v {
-                let (du, dv) = (self.depth[u as usize], self.depth[v as usize]);
-                if du >= dv {
-                    u = self.parent[u as usize];
-                }
-                if dv >= du {
-                    v = self.parent[v as usize];
-                }
-            }
-            u
-        };
+        let join = self.join(tail, head);
         // Flow is pushed from `first` through the entering arc to `second`.
         let (first, second) = if self.state[entering] == LOWER {
             (tail, head)
@@ -489,12 +502,7 @@ impl Simplex {
             (second, first)
         };
         self.rehang(u_in, v_in, u_out, entering as u32);
-        let dir_in = self.dir[u_in as usize] as i64;
-        let sigma = self.pi[v_in as usize] - self.pi[u_in as usize] - dir_in * self.cost[entering];
-        self.walk_subtree(u_in, |s, v| {
-            s.pi[v as usize] += sigma;
-            s.depth[v as usize] = s.depth[s.parent[v as usize] as usize] + 1;
-        });
+        self.update_subtree(u_in, v_in, entering);
         true
     }
 
@@ -533,19 +541,249 @@ impl Simplex {
         }
     }
 
-    fn into_solution(self, net: &Network, status: FlowStatus) -> FlowSolution {
-        let mut flow = vec![0; self.flow.len()];
-        for (k, &a) in self.order.iter().enumerate() {
-            flow[a as usize] = self.flow[k];
-        }
-        let cost = net.flow_cost(&flow);
+    /// The current flow (in the caller's arc order), potentials and cost.
+    pub fn solution(&self, status: FlowStatus) -> FlowSolution {
+        let flow = self.flow();
+        let cost = flow.iter().zip(&self.position).map(|(&f, &k)| f as i128 * self.cost[k as usize] as i128).sum();
         FlowSolution {
             status,
             flow,
-            potential: self.pi,
+            potential: self.pi.clone(),
             cost,
             iterations: self.iterations,
         }
+    }
+
+    /// Flow on every arc, in the caller's arc order.
+    pub fn flow(&self) -> Vec<i64> {
+        self.position.iter().map(|&k| self.flow[k as usize]).collect()
+    }
+
+    /// Total cost of the current flow.
+    pub fn cost(&self) -> i128 {
+        self.flow.iter().zip(&self.cost).map(|(&f, &c)| f as i128 * c as i128).sum()
+    }
+
+    /// Pivots performed so far (primal and dual).
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    pub fn supply(&self) -> &[i64] {
+        &self.supply
+    }
+
+    /// Sends `amount` more from `v` up the tree to the root, keeping flow
+    /// conservation; tree arcs on the way may leave their bounds.
+    fn push_to_root(&mut self, mut v: u32, amount: i64) {
+        if amount == 0 {
+            return;
+        }
+        while self.parent[v as usize] != NONE {
+            let k = self.pred[v as usize] as usize;
+            self.flow[k] += self.dir[v as usize] as i64 * amount;
+            self.mark_dirty(v);
+            v = self.parent[v as usize];
+        }
+    }
+
+    fn mark_dirty(&mut self, v: u32) {
+        self.dirty.push((self.depth[v as usize], v));
+    }
+
+    /// Changes a node's supply. The root absorbs the difference until its own
+    /// supply is changed too: supplies must balance again before
+    /// [`NetworkSimplex::reoptimize`].
+    pub fn set_supply(&mut self, node: usize, supply: i64) {
+        let change = supply - self.supply[node];
+        self.supply[node] = supply;
+        self.push_to_root(node as u32, change);
+    }
+
+    /// Changes the capacity of the caller's arc `arc`.
+    pub fn set_capacity(&mut self, arc: usize, capacity: i64) {
+        let k = self.position[arc] as usize;
+        self.cap[k] = capacity;
+        match self.state[k] {
+            TREE => self.mark_dirty(self.tree_child(k)),
+            UPPER => {
+                // An arc at its upper bound stays there (its reduced cost says
+                // it is worth using): its endpoints absorb the difference.
+                let change = capacity - self.flow[k];
+                self.flow[k] = capacity;
+                let (s, t) = (self.source[k], self.target[k]);
+                self.push_to_root(t, change);
+                self.push_to_root(s, -change);
+            }
+            _ => {}
+        }
+    }
+
+    /// The endpoint of tree arc `k` that hangs below the other.
+    fn tree_child(&self, k: usize) -> u32 {
+        let (s, t) = (self.source[k], self.target[k]);
+        if self.pred[s as usize] == k as u32 && self.parent[s as usize] == t {
+            s
+        } else {
+            t
+        }
+    }
+
+    /// Re-optimises after supply and capacity changes by dual simplex pivots.
+    ///
+    /// The changes keep every reduced cost as it was, so the previous basis
+    /// is still dual feasible (optimal prices); only some tree arcs now carry
+    /// flow outside their bounds. Each dual pivot drives one such arc to its
+    /// bound, letting in the cheapest arc across the cut it leaves (ratio
+    /// test on reduced costs), so prices stay optimal throughout. Work is
+    /// proportional to the subtrees cut off, which are small when a few zones
+    /// change: the warm start costs a fraction of a cold solve and ends at the
+    /// same optimum.
+    pub fn reoptimize(&mut self) -> FlowStatus {
+        if self.supply.iter().map(|&s| s as i128).sum::<i128>() != 0 {
+            return FlowStatus::Infeasible;
+        }
+        if self.incident.is_none() {
+            self.incident = Some(self.incidence());
+        }
+        while let Some((_, u)) = self.dirty.pop() {
+            let u = u as usize;
+            if self.parent[u] == NONE {
+                continue;
+            }
+            let e = self.pred[u] as usize;
+            let bound = if self.flow[e] < 0 {
+                0
+            } else if self.flow[e] > self.cap[e] {
+                self.cap[e]
+            } else {
+                continue;
+            };
+            if !self.dual_pivot(u as u32, e, bound) {
+                return FlowStatus::Infeasible;
+            }
+        }
+        FlowStatus::Optimal
+    }
+
+    fn incidence(&self) -> (Vec<u32>, Vec<u32>) {
+        let n = self.parent.len();
+        let mut start = vec![0u32; n + 1];
+        for k in 0..self.searchable {
+            start[self.source[k] as usize + 1] += 1;
+            start[self.target[k] as usize + 1] += 1;
+        }
+        for v in 0..n {
+            start[v + 1] += start[v];
+        }
+        let mut fill = start.clone();
+        let mut arcs = vec![0u32; start[n] as usize];
+        for k in 0..self.searchable {
+            for v in [self.source[k], self.target[k]] {
+                arcs[fill[v as usize] as usize] = k as u32;
+                fill[v as usize] += 1;
+            }
+        }
+        (start, arcs)
+    }
+
+    /// One dual pivot: tree arc `e` (joining `u_out` to its parent) goes to
+    /// `bound`; false if no arc can take over (the problem is infeasible).
+    fn dual_pivot(&mut self, u_out: u32, e: usize, bound: i64) -> bool {
+        // X = subtree below e. Flow through e from X outwards must change by
+        // `change_out`; an arc across the cut has to carry the opposite.
+        let change_out = self.dir[u_out as usize] as i64 * (bound - self.flow[e]);
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.mark.fill(0);
+            self.epoch = 1;
+        }
+        let epoch = self.epoch;
+        let mut members = Vec::new();
+        self.walk_subtree(u_out, |s, v| {
+            s.mark[v as usize] = epoch;
+            members.push(v);
+        });
+        let (start, arcs) = self.incident.take().expect("incidence built");
+        let mut best: Option<(i64, usize)> = None;
+        for &x in &members {
+            for &k in &arcs[start[x as usize] as usize..start[x as usize + 1] as usize] {
+                let k = k as usize;
+                if k == e || self.state[k] == TREE {
+                    continue;
+                }
+                let (s, t) = (self.source[k] as usize, self.target[k] as usize);
+                let (s_in, t_in) = (self.mark[s] == epoch, self.mark[t] == epoch);
+                if s_in == t_in {
+                    continue;
+                }
+                // Moving this arc off its bound sends flow out of X if it
+                // leaves X and is at lower bound, or enters X at upper bound.
+                let sends_out = s_in == (self.state[k] == LOWER);
+                if sends_out != (change_out < 0) {
+                    continue;
+                }
+                let ratio = self.state[k] as i64 * self.reduced_cost(k);
+                if best.is_none_or(|(r, _)| ratio < r) {
+                    best = Some((ratio, k));
+                }
+            }
+        }
+        self.incident = Some((start, arcs));
+        let Some((_, entering)) = best else {
+            return false;
+        };
+        // Push |change_out| around the cycle the entering arc closes; it
+        // passes through e and brings e exactly to its bound.
+        let (tail, head) = (self.source[entering], self.target[entering]);
+        let join = self.join(tail, head);
+        let push = self.state[entering] as i64 * change_out.abs();
+        self.flow[entering] += push;
+        for (start, sign) in [(tail, -1i64), (head, 1)] {
+            let mut v = start;
+            while v != join {
+                let k = self.pred[v as usize] as usize;
+                self.flow[k] += sign * self.dir[v as usize] as i64 * push;
+                self.mark_dirty(v);
+                v = self.parent[v as usize];
+            }
+        }
+        debug_assert_eq!(self.flow[e], bound);
+        // The bound that was violated is where e rests: its reduced cost now
+        // has the sign that bound needs (also when a capacity became 0).
+        self.state[e] = if change_out * self.dir[u_out as usize] as i64 > 0 { LOWER } else { UPPER };
+        self.state[entering] = TREE;
+        let (u_in, v_in) = if self.mark[tail as usize] == epoch { (tail, head) } else { (head, tail) };
+        self.iterations += 1;
+        self.rehang(u_in, v_in, u_out, entering as u32);
+        self.update_subtree(u_in, v_in, entering);
+        self.mark_dirty(u_in);
+        true
+    }
+
+    fn join(&self, a: u32, b: u32) -> u32 {
+        let (mut u, mut v) = (a, b);
+        while u != v {
+            let (du, dv) = (self.depth[u as usize], self.depth[v as usize]);
+            if du >= dv {
+                u = self.parent[u as usize];
+            }
+            if dv >= du {
+                v = self.parent[v as usize];
+            }
+        }
+        u
+    }
+
+    /// After a rehang: shift the potentials of the moved subtree so the
+    /// entering arc has zero reduced cost, and refresh its depths.
+    fn update_subtree(&mut self, u_in: u32, v_in: u32, entering: usize) {
+        let dir_in = self.dir[u_in as usize] as i64;
+        let sigma = self.pi[v_in as usize] - self.pi[u_in as usize] - dir_in * self.cost[entering];
+        self.walk_subtree(u_in, |s, v| {
+            s.pi[v as usize] += sigma;
+            s.depth[v as usize] = s.depth[s.parent[v as usize] as usize] + 1;
+        });
     }
 }
 

@@ -1,0 +1,57 @@
+# Developer and CI entry points. `make test` is the README's test command and
+# what CI (.ci/run) runs. Set CARGO_TARGET_DIR to share a build directory.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Where rustup puts cargo: found even when `make dev-deps` just installed it
+# (appended, so a cargo already on PATH keeps precedence).
+export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+
+# Arguments for `make run`, e.g. make run ARGS="solve --input problem.json"
+ARGS ?=
+
+.PHONY: help dev-deps migrate run test test-integration test-load \
+        bench bench-solver lint fmt-check clippy fmt
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	    awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+dev-deps: ## Check (and install if missing) the toolchain the build and tests need
+	@scripts/dev-deps.sh
+
+migrate: ## Apply database migrations (arrives with the API issue)
+	@echo "make migrate: not available until the API issue (issue 3) lands" >&2; exit 1
+
+run: ## Run the service (release build); pass arguments with ARGS="..."
+	$(CARGO) run --release -- $(ARGS)
+
+test: dev-deps ## All tests: unit, integration, and benches run once in test mode
+	$(CARGO) test --workspace --all-targets
+
+test-integration: dev-deps ## Integration tests only
+	$(CARGO) test --workspace --tests
+
+test-load: ## Load test of the API (arrives with the API issue)
+	@echo "make test-load: not available until the API issue (issue 3) lands" >&2; exit 1
+
+bench: dev-deps ## Engine vs LEMON: the side-by-side table, then the criterion suite
+	$(CARGO) bench --bench solver_table
+	$(CARGO) bench --bench solver
+
+bench-solver: dev-deps ## Engine vs LEMON side-by-side table only
+	$(CARGO) bench --bench solver_table
+
+lint: fmt-check clippy ## Formatting check and clippy with warnings as errors (make -k lint runs both)
+
+fmt-check: dev-deps ## Formatting check only
+	$(CARGO) fmt --all -- --check
+
+clippy: dev-deps ## Clippy on every target, warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the workspace
+	$(CARGO) fmt --all
