@@ -5,7 +5,7 @@
 //! Pareto fronts, multi-period planning and demand forecasts.
 //!
 //! Layers, bottom up: [`network`] (a plain min-cost-flow instance) ->
-//! [`simplex`] (cold solves) and [`incremental`] (warm re-solves) ->
+//! [`simplex`] (cold solves and warm re-solves) ->
 //! [`model`] (zones, costs) -> [`formulation`] (problem -> network) ->
 //! [`plan`] (network flow -> moves and objectives) -> [`optimize`] (entry
 //! points). [`geo`], [`forecast`], [`dimacs`] and [`synthetic`] are leaves.
@@ -17,7 +17,6 @@ pub mod dimacs;
 pub mod forecast;
 pub mod formulation;
 pub mod geo;
-pub mod incremental;
 pub mod model;
 pub mod network;
 pub mod optimize;

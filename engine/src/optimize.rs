@@ -119,6 +119,7 @@ impl Rebalancer {
             FlowStatus::Optimal => {}
             other => return Err(SolveError::Internal(format!("simplex ended {other:?}"))),
         }
+        simplex.prepare_reoptimize();
         Ok(Rebalancer {
             problem,
             network: formulation.network.clone(),

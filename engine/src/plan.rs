@@ -94,7 +94,8 @@ pub fn read_plan(problem: &Problem, f: &Formulation, flow: &[i64]) -> Plan {
         Layout::Direct { .. } => direct_moves(f, flow),
         Layout::Transshipment { .. } => routes(f, flow),
     };
-    let empty_km: f64 = routes.iter().map(|r| r.3 * r.2 as f64).sum();
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+    let empty_km: f64 = routes.iter().map(|r| r.3 * r.2 as f64).sum::<f64>() + 0.0;
     let moves = routes
         .into_iter()
         .map(|(from, to, vehicles, km, depart, arrive)| {

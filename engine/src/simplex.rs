@@ -4,10 +4,10 @@
 //! to medium (10^3..10^5 nodes), have tiny supplies relative to arc counts and
 //! come with an obvious feasible basis — the "do nothing" plan in which every
 //! vehicle stays where it is. Network simplex can start from that basis, so it
-//! never pays for an artificial phase, and its optimal spanning tree yields
-//! exact dual prices that the warm start ([`crate::incremental`]) and the move
-//! explanations reuse. Cost scaling would need neither a basis nor duals, but
-//! also could not exploit either.
+//! never pays for an artificial phase, and its optimal spanning tree is a
+//! basis that stays dual feasible when supplies and capacities change, which
+//! is exactly what the warm start ([`NetworkSimplex::reoptimize`], dual
+//! simplex) continues from. Cost scaling has no basis to continue from.
 //!
 //! The implementation keeps the basis tree as parent / child-list / depth
 //! arrays (no recursion; the moved subtree is walked without a stack), prices
@@ -87,7 +87,8 @@ pub struct Basis {
 pub fn solve(net: &Network) -> FlowSolution {
     let n = net.node_count();
     let m = net.arc_count();
-    if net.supply.iter().map(|&s| s as i128).sum::<i128>() != 0 {
+    // Unbalanced supplies, or one too large to route, cannot be met.
+    if net.supply.iter().map(|&s| s as i128).sum::<i128>() != 0 || net.supply.iter().any(|s| s.abs() >= UNBOUNDED) {
         return FlowSolution {
             status: FlowStatus::Infeasible,
             flow: vec![0; m],
@@ -643,9 +644,7 @@ impl NetworkSimplex {
         if self.supply.iter().map(|&s| s as i128).sum::<i128>() != 0 {
             return FlowStatus::Infeasible;
         }
-        if self.incident.is_none() {
-            self.incident = Some(self.incidence());
-        }
+        self.prepare_reoptimize();
         while let Some((_, u)) = self.dirty.pop() {
             let u = u as usize;
             if self.parent[u] == NONE {
@@ -664,6 +663,14 @@ impl NetworkSimplex {
             }
         }
         FlowStatus::Optimal
+    }
+
+    /// Builds the per-node arc lists warm re-solves need (once; also done
+    /// lazily by the first [`NetworkSimplex::reoptimize`]).
+    pub fn prepare_reoptimize(&mut self) {
+        if self.incident.is_none() {
+            self.incident = Some(self.incidence());
+        }
     }
 
     fn incidence(&self) -> (Vec<u32>, Vec<u32>) {
