@@ -146,12 +146,12 @@ fn routes(f: &Formulation, flow: &[i64]) -> Vec<Route> {
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut net_out = vec![0i64; n];
     let mut left = flow.to_vec();
-    for a in f.move_start..net.arc_count() {
-        if flow[a] > 0 {
+    for (a, &x) in flow.iter().enumerate().skip(f.move_start) {
+        if x > 0 {
             let (s, t) = (net.source[a] as usize, net.target[a] as usize);
             out[s].push(a);
-            net_out[s] += flow[a];
-            net_out[t] -= flow[a];
+            net_out[s] += x;
+            net_out[t] -= x;
         }
     }
     let mut result: Vec<Route> = Vec::new();
@@ -213,7 +213,9 @@ fn explain(
     let per_vehicle_cost = problem.costs.per_km * km;
     let benefit = (gained - lost) / k as f64 - per_vehicle_cost;
     let surplus = problem.available(from, depart) as i64 - problem.target(from, depart) as i64;
-    let deficit = problem.target(to, arrive) as i64 - problem.available(to, 0.min(arrive)) as i64;
+    // Idle now at the destination: what the deficit is measured against.
+    let dest_idle = problem.available(to, 0);
+    let deficit = problem.target(to, arrive) as i64 - dest_idle as i64;
     let reason = format!(
         "zone {} has {} idle for a target of {}; zone {} has {} for a target of {}: \
          each of the {} vehicles avoids {:.2} of penalty at the destination, costs {:.2} at the origin \
@@ -222,7 +224,7 @@ fn explain(
         problem.available(from, depart),
         problem.target(from, depart),
         zt.id,
-        problem.available(to, 0.min(arrive)),
+        dest_idle,
         tt,
         vehicles,
         gained / k as f64,

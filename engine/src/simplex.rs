@@ -104,18 +104,22 @@ pub fn solve(net: &Network) -> FlowSolution {
     let artificial = ((max_cost + 1) * (n as i128 + 1)).min(i64::MAX as i128 / 4) as i64;
     let mut ext = net.clone();
     let root = ext.add_node(0);
-    let mut tree_arc = vec![NONE; n + 1];
     let mut flow = vec![0; m];
-    for v in 0..n {
-        let s = net.supply[v];
-        let a = if s >= 0 {
-            ext.add_arc(v, root, UNBOUNDED, 0)
-        } else {
-            ext.add_arc(root, v, UNBOUNDED, artificial)
-        };
-        tree_arc[v] = a as u32;
-        flow.push(s.abs());
-    }
+    let mut tree_arc: Vec<u32> = net
+        .supply
+        .iter()
+        .enumerate()
+        .map(|(v, &s)| {
+            flow.push(s.abs());
+            let a = if s >= 0 {
+                ext.add_arc(v, root, UNBOUNDED, 0)
+            } else {
+                ext.add_arc(root, v, UNBOUNDED, artificial)
+            };
+            a as u32
+        })
+        .collect();
+    tree_arc.push(NONE); // the root has no tree arc
     let basis = Basis {
         root,
         tree_arc,
