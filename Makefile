@@ -31,6 +31,7 @@ run: ## Run the service (release build); pass arguments with ARGS="..."
 
 test: dev-deps ## All tests: unit, integration, and benches run once in test mode
 	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 test-integration: dev-deps ## Integration tests only
 	$(CARGO) test --workspace --tests

@@ -95,9 +95,8 @@ impl Layout {
     /// Zone and period of a node (the sink has none).
     pub fn zone_period(&self, node: usize) -> Option<(usize, usize)> {
         match *self {
-            Layout::Direct { zones, periods } => {
-                (node < 2 * zones * periods).then(|| ((node % (2 * zones)) % zones, node / (2 * zones)))
-            }
+            Layout::Direct { zones, periods } => (node < 2 * zones * periods)
+                .then(|| ((node % (2 * zones)) % zones, node / (2 * zones))),
             Layout::Transshipment { zones } => (node < zones).then_some((node, 0)),
         }
     }
@@ -137,7 +136,11 @@ pub fn formulate(problem: &Problem) -> Formulation {
             let staying: i64 = (0..=p).map(|q| problem.available(i, q) as i64).sum();
             let (floor, target) = (problem.floor(i, p) as i64, problem.target(i, p) as i64);
             let from = layout.end_node(i, p);
-            let to = if p + 1 < periods { layout.start_node(i, p + 1) } else { sink };
+            let to = if p + 1 < periods {
+                layout.start_node(i, p + 1)
+            } else {
+                sink
+            };
             let caps = [floor, target - floor, UNBOUNDED];
             let costs = [-below_floor, -below_target, 0];
             let mut left = staying;
@@ -178,13 +181,22 @@ pub fn formulate(problem: &Problem) -> Formulation {
     let mut km = Vec::new();
     let gives = |i: usize| {
         let s = problem.available(i, 0);
-        s > problem.zones[i].target || (problem.costs.coverage_penalty > 0.0 && s > problem.zones[i].min_vehicles)
+        s > problem.zones[i].target
+            || (problem.costs.coverage_penalty > 0.0 && s > problem.zones[i].min_vehicles)
     };
     let takes = |j: usize| problem.available(j, 0) < problem.zones[j].target;
-    let allowed = |i: usize, j: usize, d: f64| i != j && problem.max_move_km.is_none_or(|max| d <= max);
+    let allowed =
+        |i: usize, j: usize, d: f64| i != j && problem.max_move_km.is_none_or(|max| d <= max);
     match layout {
         Layout::Transshipment { .. } => {
-            let points: Vec<LatLon> = problem.zones.iter().map(|z| LatLon { lat: z.lat, lon: z.lon }).collect();
+            let points: Vec<LatLon> = problem
+                .zones
+                .iter()
+                .map(|z| LatLon {
+                    lat: z.lat,
+                    lon: z.lon,
+                })
+                .collect();
             let near = k_nearest_all(&points, problem.neighbours.unwrap_or(1));
             let mut pairs: Vec<(u32, u32)> = Vec::new();
             for (i, list) in near.iter().enumerate() {
@@ -206,9 +218,19 @@ pub fn formulate(problem: &Problem) -> Formulation {
             }
         }
         Layout::Direct { .. } => {
-            let period_minutes = problem.horizon.as_ref().map(|h| (h.period_minutes, h.speed_kmh));
+            let period_minutes = problem
+                .horizon
+                .as_ref()
+                .map(|h| (h.period_minutes, h.speed_kmh));
             let near = problem.neighbours.map(|k| {
-                let points: Vec<LatLon> = problem.zones.iter().map(|z| LatLon { lat: z.lat, lon: z.lon }).collect();
+                let points: Vec<LatLon> = problem
+                    .zones
+                    .iter()
+                    .map(|z| LatLon {
+                        lat: z.lat,
+                        lon: z.lon,
+                    })
+                    .collect();
                 k_nearest_all(&points, k)
             });
             // Single period: likely moves (surplus -> deficit) first, the rest after.

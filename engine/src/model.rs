@@ -123,12 +123,16 @@ impl Problem {
 
     /// Target of zone `i` in period `p`.
     pub fn target(&self, i: usize, p: usize) -> u32 {
-        self.horizon.as_ref().map_or(self.zones[i].target, |h| h.targets[[i, p]])
+        self.horizon
+            .as_ref()
+            .map_or(self.zones[i].target, |h| h.targets[[i, p]])
     }
 
     /// Coverage floor of zone `i` in period `p`.
     pub fn floor(&self, i: usize, p: usize) -> u32 {
-        self.horizon.as_ref().map_or(self.zones[i].min_vehicles, |h| h.min_vehicles[[i, p]])
+        self.horizon
+            .as_ref()
+            .map_or(self.zones[i].min_vehicles, |h| h.min_vehicles[[i, p]])
     }
 
     /// Vehicles that become available in zone `i` at the start of period `p`.
@@ -162,7 +166,11 @@ impl Problem {
             if !(z.lon.is_finite() && (-180.0..=180.0).contains(&z.lon)) {
                 return Err(invalid(f("lon"), "must be a longitude in [-180, 180]"));
             }
-            for (name, v) in [("idle", z.idle), ("target", z.target), ("min_vehicles", z.min_vehicles)] {
+            for (name, v) in [
+                ("idle", z.idle),
+                ("target", z.target),
+                ("min_vehicles", z.min_vehicles),
+            ] {
                 if v > MAX_VEHICLES {
                     return Err(invalid(f(name), format!("must be at most {MAX_VEHICLES}")));
                 }
@@ -174,18 +182,31 @@ impl Problem {
         match &self.travel {
             Travel::Haversine { detour_factor } => {
                 if !(detour_factor.is_finite() && *detour_factor >= 1.0 && *detour_factor <= 10.0) {
-                    return Err(invalid("travel.detour_factor", "must be a number in [1, 10]"));
+                    return Err(invalid(
+                        "travel.detour_factor",
+                        "must be a number in [1, 10]",
+                    ));
                 }
             }
             Travel::Matrix(m) => {
                 if m.nrows() != n || m.ncols() != n {
                     return Err(invalid(
                         "travel.matrix_km",
-                        format!("must be {n} x {n} (one row and column per zone), got {} x {}", m.nrows(), m.ncols()),
+                        format!(
+                            "must be {n} x {n} (one row and column per zone), got {} x {}",
+                            m.nrows(),
+                            m.ncols()
+                        ),
                     ));
                 }
-                if let Some(((r, c), _)) = m.indexed_iter().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
-                    return Err(invalid(format!("travel.matrix_km[{r}][{c}]"), "must be a finite, non-negative km value"));
+                if let Some(((r, c), _)) = m
+                    .indexed_iter()
+                    .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+                {
+                    return Err(invalid(
+                        format!("travel.matrix_km[{r}][{c}]"),
+                        "must be a finite, non-negative km value",
+                    ));
                 }
             }
         }
@@ -201,7 +222,10 @@ impl Problem {
         }
         if let Some(km) = self.max_move_km {
             if !(km.is_finite() && km >= 0.0) {
-                return Err(invalid("max_move_km", "must be a non-negative number of km"));
+                return Err(invalid(
+                    "max_move_km",
+                    "must be a non-negative number of km",
+                ));
             }
         }
         if let Some(k) = self.neighbours {
@@ -211,7 +235,10 @@ impl Problem {
         }
         if let Some(h) = &self.horizon {
             if !(h.period_minutes.is_finite() && h.period_minutes > 0.0) {
-                return Err(invalid("horizon.period_minutes", "must be a positive number"));
+                return Err(invalid(
+                    "horizon.period_minutes",
+                    "must be a positive number",
+                ));
             }
             if !(h.speed_kmh.is_finite() && h.speed_kmh > 0.0) {
                 return Err(invalid("horizon.speed_kmh", "must be a positive number"));
@@ -220,16 +247,33 @@ impl Problem {
             if p == 0 || p > 1000 {
                 return Err(invalid("horizon.periods", "must be between 1 and 1000"));
             }
-            for (name, a) in [("targets", &h.targets), ("min_vehicles", &h.min_vehicles), ("arrivals", &h.arrivals)] {
+            for (name, a) in [
+                ("targets", &h.targets),
+                ("min_vehicles", &h.min_vehicles),
+                ("arrivals", &h.arrivals),
+            ] {
                 if a.dim() != (n, p) {
-                    return Err(invalid(format!("horizon.{name}"), format!("must have {n} zones x {p} periods")));
+                    return Err(invalid(
+                        format!("horizon.{name}"),
+                        format!("must have {n} zones x {p} periods"),
+                    ));
                 }
                 if let Some(((i, q), _)) = a.indexed_iter().find(|(_, v)| **v > MAX_VEHICLES) {
-                    return Err(invalid(format!("zones[{i}].{name}[{q}]"), format!("must be at most {MAX_VEHICLES}")));
+                    return Err(invalid(
+                        format!("zones[{i}].{name}[{q}]"),
+                        format!("must be at most {MAX_VEHICLES}"),
+                    ));
                 }
             }
-            if let Some(((i, q), _)) = h.min_vehicles.indexed_iter().find(|((i, q), m)| **m > h.targets[[*i, *q]]) {
-                return Err(invalid(format!("zones[{i}].min_vehicles[{q}]"), "must not exceed that period's target"));
+            if let Some(((i, q), _)) = h
+                .min_vehicles
+                .indexed_iter()
+                .find(|((i, q), m)| **m > h.targets[[*i, *q]])
+            {
+                return Err(invalid(
+                    format!("zones[{i}].min_vehicles[{q}]"),
+                    "must not exceed that period's target",
+                ));
             }
         }
         let total: u64 = (0..n)

@@ -86,7 +86,8 @@ pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
 
 fn cold_solve(f: &Formulation) -> Result<(Vec<i64>, Vec<i64>, u64), SolveError> {
     let m = f.network.arc_count();
-    let sol = solve_from(&f.network, f.basis.clone(), f.priority, m).map_err(SolveError::Internal)?;
+    let sol =
+        solve_from(&f.network, f.basis.clone(), f.priority, m).map_err(SolveError::Internal)?;
     match sol.status {
         FlowStatus::Optimal => Ok((sol.flow, sol.potential, sol.iterations)),
         other => Err(SolveError::Internal(format!("simplex ended {other:?}"))),
@@ -113,8 +114,13 @@ impl Rebalancer {
         problem.validate()?;
         let formulation = formulate(&problem);
         let f = &formulation;
-        let mut simplex = NetworkSimplex::new(&f.network, f.basis.clone(), f.priority, f.network.arc_count())
-            .map_err(SolveError::Internal)?;
+        let mut simplex = NetworkSimplex::new(
+            &f.network,
+            f.basis.clone(),
+            f.priority,
+            f.network.arc_count(),
+        )
+        .map_err(SolveError::Internal)?;
         match simplex.run() {
             FlowStatus::Optimal => {}
             other => return Err(SolveError::Internal(format!("simplex ended {other:?}"))),
@@ -140,7 +146,13 @@ impl Rebalancer {
 
     /// Changes zone `zone`'s idle count, target and floor (the latter two for
     /// every period). Takes effect at the next [`Rebalancer::resolve`].
-    pub fn set_zone(&mut self, zone: usize, idle: u32, target: u32, min_vehicles: u32) -> Result<(), InvalidProblem> {
+    pub fn set_zone(
+        &mut self,
+        zone: usize,
+        idle: u32,
+        target: u32,
+        min_vehicles: u32,
+    ) -> Result<(), InvalidProblem> {
         let field = |name: &str| format!("zones[{zone}].{name}");
         if zone >= self.problem.zones.len() {
             return Err(InvalidProblem {
@@ -169,14 +181,20 @@ impl Rebalancer {
             h.min_vehicles.row_mut(zone).fill(min_vehicles);
         }
         let change = idle as i64 - old_idle;
-        for (node, change) in [(layout.start_node(zone, 0), change), (self.formulation.sink, -change)] {
+        for (node, change) in [
+            (layout.start_node(zone, 0), change),
+            (self.formulation.sink, -change),
+        ] {
             let supply = self.network.supply[node] + change;
             self.network.supply[node] = supply;
             self.simplex.set_supply(node, supply);
         }
         for p in 0..layout.periods() {
             let a = layout.penalty_arc(zone, p);
-            for (arc, cap) in [(a, min_vehicles as i64), (a + 1, (target - min_vehicles) as i64)] {
+            for (arc, cap) in [
+                (a, min_vehicles as i64),
+                (a + 1, (target - min_vehicles) as i64),
+            ] {
                 self.network.capacity[arc] = cap;
                 self.simplex.set_capacity(arc, cap);
             }
@@ -189,7 +207,11 @@ impl Rebalancer {
         let before = self.simplex.iterations();
         match self.simplex.reoptimize() {
             FlowStatus::Optimal => {}
-            other => return Err(SolveError::Internal(format!("warm re-solve ended {other:?}"))),
+            other => {
+                return Err(SolveError::Internal(format!(
+                    "warm re-solve ended {other:?}"
+                )))
+            }
         }
         Ok(Solved {
             plan: read_plan(&self.problem, &self.formulation, &self.simplex.flow()),
@@ -227,7 +249,11 @@ pub fn pareto_front(problem: &Problem, points: usize) -> Result<Vec<ParetoPoint>
     let mut found: Vec<ParetoPoint> = Vec::new();
     let mut weights: Vec<f64> = (0..points)
         .map(|k| {
-            let t = if points == 1 { 0.5 } else { k as f64 / (points - 1) as f64 };
+            let t = if points == 1 {
+                0.5
+            } else {
+                k as f64 / (points - 1) as f64
+            };
             (50f64.ln() * (2.0 * t - 1.0)).exp()
         })
         .collect();
@@ -251,11 +277,16 @@ pub fn pareto_front(problem: &Problem, points: usize) -> Result<Vec<ParetoPoint>
     let key = |o: &Objectives| (o.empty_km, o.unmet as f64, o.coverage_shortfall as f64);
     let dominated = |a: &Objectives, b: &Objectives| {
         let (a, b) = (key(a), key(b));
-        b.0 <= a.0 + 1e-9 && b.1 <= a.1 && b.2 <= a.2 && (b.0 < a.0 - 1e-9 || b.1 < a.1 || b.2 < a.2)
+        b.0 <= a.0 + 1e-9
+            && b.1 <= a.1
+            && b.2 <= a.2
+            && (b.0 < a.0 - 1e-9 || b.1 < a.1 || b.2 < a.2)
     };
     let mut front: Vec<ParetoPoint> = Vec::new();
     for p in &found {
-        let beaten = found.iter().any(|q| dominated(&p.objectives, &q.objectives));
+        let beaten = found
+            .iter()
+            .any(|q| dominated(&p.objectives, &q.objectives));
         let duplicate = front.iter().any(|q| {
             let (a, b) = (key(&p.objectives), key(&q.objectives));
             (a.0 - b.0).abs() < 1e-9 && a.1 == b.1 && a.2 == b.2

@@ -27,7 +27,9 @@ impl Objectives {
     /// The minimised total: move cost plus penalties.
     pub fn total(&self, problem: &Problem) -> f64 {
         let c = &problem.costs;
-        self.move_cost + c.unmet_penalty * self.unmet as f64 + c.coverage_penalty * self.coverage_shortfall as f64
+        self.move_cost
+            + c.unmet_penalty * self.unmet as f64
+            + c.coverage_penalty * self.coverage_shortfall as f64
     }
 }
 
@@ -77,7 +79,8 @@ pub struct Plan {
 /// Penalty of ending a period with `a` vehicles against `target` and `floor`.
 fn penalty(problem: &Problem, a: i64, target: u32, floor: u32) -> f64 {
     let c = &problem.costs;
-    c.unmet_penalty * (target as i64 - a).max(0) as f64 + c.coverage_penalty * (floor as i64 - a).max(0) as f64
+    c.unmet_penalty * (target as i64 - a).max(0) as f64
+        + c.coverage_penalty * (floor as i64 - a).max(0) as f64
 }
 
 /// Reads the plan of an optimal `flow` on `f` (the formulation of `problem`).
@@ -116,7 +119,11 @@ pub fn read_plan(problem: &Problem, f: &Formulation, flow: &[i64]) -> Plan {
         met += a.min(t) as u64;
         wanted += t as u64;
     }
-    o.served_ratio = if wanted == 0 { 1.0 } else { met as f64 / wanted as f64 };
+    o.served_ratio = if wanted == 0 {
+        1.0
+    } else {
+        met as f64 / wanted as f64
+    };
     Plan {
         objective: o.total(problem),
         objectives: o,
@@ -183,7 +190,10 @@ fn routes(f: &Formulation, flow: &[i64]) -> Vec<Route> {
             }
             net_out[origin] -= amount;
             net_out[v] += amount;
-            match result.iter_mut().find(|r| r.0 == origin && r.1 == v && (r.3 - km).abs() < 1e-9) {
+            match result
+                .iter_mut()
+                .find(|r| r.0 == origin && r.1 == v && (r.3 - km).abs() < 1e-9)
+            {
                 Some(r) => r.2 += amount as u32,
                 None => result.push((origin, v, amount as u32, km, 0, 0)),
             }

@@ -88,7 +88,9 @@ pub fn solve(net: &Network) -> FlowSolution {
     let n = net.node_count();
     let m = net.arc_count();
     // Unbalanced supplies, or one too large to route, cannot be met.
-    if net.supply.iter().map(|&s| s as i128).sum::<i128>() != 0 || net.supply.iter().any(|s| s.abs() >= UNBOUNDED) {
+    if net.supply.iter().map(|&s| s as i128).sum::<i128>() != 0
+        || net.supply.iter().any(|s| s.abs() >= UNBOUNDED)
+    {
         return FlowSolution {
             status: FlowStatus::Infeasible,
             flow: vec![0; m],
@@ -213,7 +215,12 @@ fn interleave(start: usize, end: usize, nodes: usize, order: &mut Vec<u32>) {
 
 impl NetworkSimplex {
     /// Prepares a simplex on `net` from a feasible `basis` (see [`solve_from`]).
-    pub fn new(net: &Network, basis: Basis, priority: usize, searchable: usize) -> Result<Self, String> {
+    pub fn new(
+        net: &Network,
+        basis: Basis,
+        priority: usize,
+        searchable: usize,
+    ) -> Result<Self, String> {
         let n = net.node_count();
         let m = net.arc_count();
         if basis.tree_arc.len() != n || basis.flow.len() != m || basis.root >= n {
@@ -285,7 +292,10 @@ impl NetworkSimplex {
             } else if s.flow[k] == s.cap[k] {
                 UPPER
             } else {
-                return Err(format!("non-tree arc {} is strictly between its bounds", s.order[k]));
+                return Err(format!(
+                    "non-tree arc {} is strictly between its bounds",
+                    s.order[k]
+                ));
             };
         }
         // Potentials and depths from the root; also proves the tree spans.
@@ -297,7 +307,11 @@ impl NetworkSimplex {
                 let k = s.pred[v as usize] as usize;
                 let (pp, c) = (s.pi[p as usize], s.cost[k]);
                 // Tree arcs have zero reduced cost: cost + pi[from] - pi[to] = 0.
-                s.pi[v as usize] = if s.dir[v as usize] == UP { pp - c } else { pp + c };
+                s.pi[v as usize] = if s.dir[v as usize] == UP {
+                    pp - c
+                } else {
+                    pp + c
+                };
                 s.depth[v as usize] = s.depth[p as usize] + 1;
             }
         });
@@ -500,7 +514,11 @@ impl NetworkSimplex {
         }
         let leaving = self.pred[u_out as usize] as usize;
         self.state[entering] = TREE;
-        self.state[leaving] = if self.flow[leaving] == 0 { LOWER } else { UPPER };
+        self.state[leaving] = if self.flow[leaving] == 0 {
+            LOWER
+        } else {
+            UPPER
+        };
         let (u_in, v_in) = if leaving_side == 1 {
             (first, second)
         } else {
@@ -549,7 +567,11 @@ impl NetworkSimplex {
     /// The current flow (in the caller's arc order), potentials and cost.
     pub fn solution(&self, status: FlowStatus) -> FlowSolution {
         let flow = self.flow();
-        let cost = flow.iter().zip(&self.position).map(|(&f, &k)| f as i128 * self.cost[k as usize] as i128).sum();
+        let cost = flow
+            .iter()
+            .zip(&self.position)
+            .map(|(&f, &k)| f as i128 * self.cost[k as usize] as i128)
+            .sum();
         FlowSolution {
             status,
             flow,
@@ -561,12 +583,19 @@ impl NetworkSimplex {
 
     /// Flow on every arc, in the caller's arc order.
     pub fn flow(&self) -> Vec<i64> {
-        self.position.iter().map(|&k| self.flow[k as usize]).collect()
+        self.position
+            .iter()
+            .map(|&k| self.flow[k as usize])
+            .collect()
     }
 
     /// Total cost of the current flow.
     pub fn cost(&self) -> i128 {
-        self.flow.iter().zip(&self.cost).map(|(&f, &c)| f as i128 * c as i128).sum()
+        self.flow
+            .iter()
+            .zip(&self.cost)
+            .map(|(&f, &c)| f as i128 * c as i128)
+            .sum()
     }
 
     /// Pivots performed so far (primal and dual).
@@ -762,9 +791,17 @@ impl NetworkSimplex {
         debug_assert_eq!(self.flow[e], bound);
         // The bound that was violated is where e rests: its reduced cost now
         // has the sign that bound needs (also when a capacity became 0).
-        self.state[e] = if change_out * self.dir[u_out as usize] as i64 > 0 { LOWER } else { UPPER };
+        self.state[e] = if change_out * self.dir[u_out as usize] as i64 > 0 {
+            LOWER
+        } else {
+            UPPER
+        };
         self.state[entering] = TREE;
-        let (u_in, v_in) = if self.mark[tail as usize] == epoch { (tail, head) } else { (head, tail) };
+        let (u_in, v_in) = if self.mark[tail as usize] == epoch {
+            (tail, head)
+        } else {
+            (head, tail)
+        };
         self.iterations += 1;
         self.rehang(u_in, v_in, u_out, entering as u32);
         self.update_subtree(u_in, v_in, entering);

@@ -115,7 +115,12 @@ pub fn random_city(spec: &CitySpec) -> Problem {
 /// Changes `share` of the zones (at least one) to fresh Poisson idle and
 /// target counts, as one streaming window would; returns
 /// `(zone, idle, target, min_vehicles)` for each change.
-pub fn perturb(problem: &Problem, spec: &CitySpec, share: f64, rng: &mut Rng) -> Vec<(usize, u32, u32, u32)> {
+pub fn perturb(
+    problem: &Problem,
+    spec: &CitySpec,
+    share: f64,
+    rng: &mut Rng,
+) -> Vec<(usize, u32, u32, u32)> {
     let n = problem.zones.len();
     let count = ((n as f64 * share).round() as usize).max(1);
     (0..count)

@@ -14,7 +14,8 @@ use proptest::prelude::*;
 fn penalty(p: &Problem, i: usize, a: i64) -> i64 {
     let z = &p.zones[i];
     let unmet = (p.costs.unmet_penalty * COST_SCALE).round() as i64;
-    let floor = ((p.costs.unmet_penalty + p.costs.coverage_penalty) * COST_SCALE).round() as i64 - unmet;
+    let floor =
+        ((p.costs.unmet_penalty + p.costs.coverage_penalty) * COST_SCALE).round() as i64 - unmet;
     unmet * (z.target as i64 - a).max(0) + floor * (z.min_vehicles as i64 - a).max(0)
 }
 
@@ -23,7 +24,14 @@ fn penalty(p: &Problem, i: usize, a: i64) -> i64 {
 fn brute_force(p: &Problem, cost: &[Vec<Option<i64>>]) -> i64 {
     let n = p.zones.len();
     let mut after: Vec<i64> = p.zones.iter().map(|z| z.idle as i64).collect();
-    fn origin(p: &Problem, cost: &[Vec<Option<i64>>], i: usize, after: &mut Vec<i64>, spent: i64, best: &mut i64) {
+    fn origin(
+        p: &Problem,
+        cost: &[Vec<Option<i64>>],
+        i: usize,
+        after: &mut Vec<i64>,
+        spent: i64,
+        best: &mut i64,
+    ) {
         let n = p.zones.len();
         if i == n {
             let total = spent + (0..n).map(|k| penalty(p, k, after[k])).sum::<i64>();
@@ -33,7 +41,16 @@ fn brute_force(p: &Problem, cost: &[Vec<Option<i64>>]) -> i64 {
         dest(p, cost, i, 0, p.zones[i].idle as i64, after, spent, best);
     }
     #[allow(clippy::too_many_arguments)]
-    fn dest(p: &Problem, cost: &[Vec<Option<i64>>], i: usize, j: usize, left: i64, after: &mut Vec<i64>, spent: i64, best: &mut i64) {
+    fn dest(
+        p: &Problem,
+        cost: &[Vec<Option<i64>>],
+        i: usize,
+        j: usize,
+        left: i64,
+        after: &mut Vec<i64>,
+        spent: i64,
+        best: &mut i64,
+    ) {
         if j == p.zones.len() {
             origin(p, cost, i + 1, after, spent, best);
             return;
@@ -70,9 +87,16 @@ fn plan_cost(p: &Problem, plan: &Plan, cost: &[Vec<Option<i64>>]) -> i64 {
     }
     for (i, z) in p.zones.iter().enumerate() {
         assert!(sent[i] <= z.idle as i64, "zone {i} sends more than it has");
-        assert_eq!(after[i], plan.vehicles_after[[i, 0]] as i64, "zone {i} count disagrees");
+        assert_eq!(
+            after[i],
+            plan.vehicles_after[[i, 0]] as i64,
+            "zone {i} count disagrees"
+        );
     }
-    total + (0..p.zones.len()).map(|i| penalty(p, i, after[i])).sum::<i64>()
+    total
+        + (0..p.zones.len())
+            .map(|i| penalty(p, i, after[i]))
+            .sum::<i64>()
 }
 
 fn random_problem(seed: u64, n: usize, matrix: bool, max_move: bool) -> Problem {
@@ -93,9 +117,17 @@ fn random_problem(seed: u64, n: usize, matrix: bool, max_move: bool) -> Problem 
     // A random matrix need not satisfy the triangle inequality: exactly the
     // case where a network with transshipment would differ from the model.
     let travel = if matrix {
-        Travel::Matrix(Array2::from_shape_fn((n, n), |(i, j)| if i == j { 0.0 } else { (rng.unit() * 30.0).round() }))
+        Travel::Matrix(Array2::from_shape_fn((n, n), |(i, j)| {
+            if i == j {
+                0.0
+            } else {
+                (rng.unit() * 30.0).round()
+            }
+        }))
     } else {
-        Travel::Haversine { detour_factor: 1.0 + rng.unit() }
+        Travel::Haversine {
+            detour_factor: 1.0 + rng.unit(),
+        }
     };
     Problem {
         zones,
@@ -118,7 +150,9 @@ fn direct_costs(p: &Problem) -> Vec<Vec<Option<i64>>> {
             (0..n)
                 .map(|j| {
                     let d = p.distance_km(i, j);
-                    p.max_move_km.is_none_or(|m| d <= m).then(|| move_cost(p, d))
+                    p.max_move_km
+                        .is_none_or(|m| d <= m)
+                        .then(|| move_cost(p, d))
                 })
                 .collect()
         })

@@ -11,16 +11,31 @@ use fleet_engine::synthetic::{perturb, random_city, CitySpec, Rng};
 
 fn assert_same_optimum(net: &Network, ours: i128, what: &str) {
     let (lemon, _) = lemon_reference::solve(net);
-    assert_eq!(ours, lemon as i128, "{what}: engine {ours} vs LEMON {lemon}");
+    assert_eq!(
+        ours, lemon as i128,
+        "{what}: engine {ours} vs LEMON {lemon}"
+    );
 }
 
 #[test]
 fn rebalancing_networks_cold_and_warm() {
-    for (zones, k, seed) in [(300, None, 1), (800, None, 2), (2000, Some(8), 3), (3000, Some(16), 4), (1500, Some(4), 5)] {
+    for (zones, k, seed) in [
+        (300, None, 1),
+        (800, None, 2),
+        (2000, Some(8), 3),
+        (3000, Some(16), 4),
+        (1500, Some(4), 5),
+    ] {
         let spec = CitySpec::benchmark(zones, k, seed);
         let problem = random_city(&spec);
         let f = formulate(&problem);
-        let sol = solve_from(&f.network, f.basis.clone(), f.priority, f.network.arc_count()).unwrap();
+        let sol = solve_from(
+            &f.network,
+            f.basis.clone(),
+            f.priority,
+            f.network.arc_count(),
+        )
+        .unwrap();
         assert_eq!(sol.status, FlowStatus::Optimal);
         f.network.check_flow(&sol.flow).unwrap();
         assert_same_optimum(&f.network, sol.cost, &format!("cold {zones} zones k={k:?}"));
@@ -29,11 +44,17 @@ fn rebalancing_networks_cold_and_warm() {
         assert_eq!(reb.flow_cost(), sol.cost);
         let mut rng = Rng::new(seed * 7919);
         for round in 0..5 {
-            for (zone, idle, target, floor) in perturb(reb.problem(), &spec, 0.01 * (round + 1) as f64, &mut rng) {
+            for (zone, idle, target, floor) in
+                perturb(reb.problem(), &spec, 0.01 * (round + 1) as f64, &mut rng)
+            {
                 reb.set_zone(zone, idle, target, floor).unwrap();
             }
             reb.resolve().unwrap();
-            assert_same_optimum(reb.network(), reb.flow_cost(), &format!("warm round {round}, {zones} zones"));
+            assert_same_optimum(
+                reb.network(),
+                reb.flow_cost(),
+                &format!("warm round {round}, {zones} zones"),
+            );
         }
     }
 }

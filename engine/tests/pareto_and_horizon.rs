@@ -12,12 +12,18 @@ use ndarray::Array2;
 fn pareto_points_are_exact_and_non_dominated() {
     let problem = random_city(&CitySpec::benchmark(120, None, 9));
     let front = pareto_front(&problem, 9).unwrap();
-    assert!(front.len() >= 3, "a 120-zone city has a real trade-off, got {front:?}");
+    assert!(
+        front.len() >= 3,
+        "a 120-zone city has a real trade-off, got {front:?}"
+    );
     for pair in front.windows(2) {
         let (a, b) = (&pair[0].objectives, &pair[1].objectives);
         // Sorted by km: more km must buy strictly less shortfall.
         assert!(b.empty_km > a.empty_km);
-        assert!(b.unmet < a.unmet || b.coverage_shortfall < a.coverage_shortfall, "{a:?} then {b:?}");
+        assert!(
+            b.unmet < a.unmet || b.coverage_shortfall < a.coverage_shortfall,
+            "{a:?} then {b:?}"
+        );
     }
     for point in &front {
         // Each point is the exact optimum of its weighted problem.
@@ -25,8 +31,14 @@ fn pareto_points_are_exact_and_non_dominated() {
         if point.km_weight.is_finite() {
             weighted.costs.per_km *= point.km_weight;
             let cold = optimize(&weighted).unwrap().plan.objectives;
-            assert!((cold.empty_km - point.objectives.empty_km).abs() < 1e-6 || cold.unmet == point.objectives.unmet);
-            assert_eq!(cold.unmet + cold.coverage_shortfall, point.objectives.unmet + point.objectives.coverage_shortfall);
+            assert!(
+                (cold.empty_km - point.objectives.empty_km).abs() < 1e-6
+                    || cold.unmet == point.objectives.unmet
+            );
+            assert_eq!(
+                cold.unmet + cold.coverage_shortfall,
+                point.objectives.unmet + point.objectives.coverage_shortfall
+            );
         }
     }
     // The ends: no moves at all, and (nearly) everything served.
@@ -36,7 +48,14 @@ fn pareto_points_are_exact_and_non_dominated() {
 }
 
 fn zone(id: &str, lon: f64, idle: u32) -> Zone {
-    Zone { id: id.into(), lat: 40.75, lon, idle, target: 0, min_vehicles: 0 }
+    Zone {
+        id: id.into(),
+        lat: 40.75,
+        lon,
+        idle,
+        target: 0,
+        min_vehicles: 0,
+    }
 }
 
 /// Two zones 9.9 km apart at 20 km/h with 15-minute periods: a move takes two
@@ -52,9 +71,16 @@ fn moves_arrive_after_their_travel_time() {
         arrivals: Array2::zeros((2, 3)),
     };
     let problem = Problem {
-        zones: vec![zone("a", -73.98, 1), zone("b", -73.98 + 9.9 / km_per_deg_lon, 0)],
+        zones: vec![
+            zone("a", -73.98, 1),
+            zone("b", -73.98 + 9.9 / km_per_deg_lon, 0),
+        ],
         travel: Travel::Haversine { detour_factor: 1.0 },
-        costs: Costs { per_km: 0.1, unmet_penalty: 10.0, coverage_penalty: 0.0 },
+        costs: Costs {
+            per_km: 0.1,
+            unmet_penalty: 10.0,
+            coverage_penalty: 0.0,
+        },
         max_move_km: None,
         neighbours: None,
         horizon: Some(horizon),
@@ -62,7 +88,10 @@ fn moves_arrive_after_their_travel_time() {
     let plan = optimize(&problem).unwrap().plan;
     assert_eq!(plan.moves.len(), 1);
     let m = &plan.moves[0];
-    assert_eq!((m.from, m.to, m.vehicles, m.depart_period, m.arrive_period), (0, 1, 1, 0, 1));
+    assert_eq!(
+        (m.from, m.to, m.vehicles, m.depart_period, m.arrive_period),
+        (0, 1, 1, 0, 1)
+    );
     // Zone b is short in period 0 only; the vehicle is there for periods 1 and 2.
     assert_eq!(plan.vehicles_after.row(1).to_vec(), vec![0, 1, 1]);
     assert_eq!(plan.objectives.unmet, 1);
@@ -76,7 +105,11 @@ fn later_arrivals_count_from_their_period() {
     let problem = Problem {
         zones: vec![zone("a", -73.98, 0)],
         travel: Travel::Haversine { detour_factor: 1.3 },
-        costs: Costs { per_km: 0.6, unmet_penalty: 15.0, coverage_penalty: 5.0 },
+        costs: Costs {
+            per_km: 0.6,
+            unmet_penalty: 15.0,
+            coverage_penalty: 5.0,
+        },
         max_move_km: None,
         neighbours: None,
         horizon: Some(Horizon {
@@ -97,20 +130,42 @@ fn later_arrivals_count_from_their_period() {
 fn multi_period_networks_match_lemon() {
     let mut rng = Rng::new(77);
     for seed in 0..6 {
-        let mut problem = random_city(&CitySpec::benchmark(150, if seed % 2 == 0 { None } else { Some(8) }, seed));
+        let mut problem = random_city(&CitySpec::benchmark(
+            150,
+            if seed % 2 == 0 { None } else { Some(8) },
+            seed,
+        ));
         let (n, periods) = (problem.zones.len(), 4);
         let targets = Array2::from_shape_fn((n, periods), |_| rng.poisson(5.0));
         let min_vehicles = targets.mapv(|t| t / 3);
-        let arrivals = Array2::from_shape_fn((n, periods), |(_, p)| if p == 0 { 0 } else { rng.poisson(1.0) });
-        problem.horizon = Some(Horizon { period_minutes: 10.0, speed_kmh: 25.0, targets, min_vehicles, arrivals });
+        let arrivals =
+            Array2::from_shape_fn(
+                (n, periods),
+                |(_, p)| if p == 0 { 0 } else { rng.poisson(1.0) },
+            );
+        problem.horizon = Some(Horizon {
+            period_minutes: 10.0,
+            speed_kmh: 25.0,
+            targets,
+            min_vehicles,
+            arrivals,
+        });
         let f = formulate(&problem);
-        let sol = solve_from(&f.network, f.basis.clone(), f.priority, f.network.arc_count()).unwrap();
+        let sol = solve_from(
+            &f.network,
+            f.basis.clone(),
+            f.priority,
+            f.network.arc_count(),
+        )
+        .unwrap();
         f.network.check_flow(&sol.flow).unwrap();
         let (lemon, _) = lemon_reference::solve(&f.network);
         assert_eq!(sol.cost, lemon as i128, "seed {seed}");
         let plan = optimize(&problem).unwrap().plan;
         // Every vehicle is somewhere or on the way at the end: conservation.
-        let total: u32 = (0..n).map(|i| (0..periods).map(|p| problem.available(i, p)).sum::<u32>()).sum();
+        let total: u32 = (0..n)
+            .map(|i| (0..periods).map(|p| problem.available(i, p)).sum::<u32>())
+            .sum();
         assert_eq!(plan.vehicles_after.column(periods - 1).sum(), total);
     }
 }

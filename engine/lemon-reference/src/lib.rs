@@ -44,13 +44,23 @@ impl LemonInput {
     /// If a cost or supply does not fit LEMON's 32-bit `int`.
     pub fn new(net: &Network) -> Self {
         let fits = |v: &i64| i32::try_from(*v).is_ok();
-        assert!(net.cost.iter().all(fits), "a cost does not fit LEMON's 32-bit int");
-        assert!(net.supply.iter().all(fits), "a supply does not fit LEMON's 32-bit int");
+        assert!(
+            net.cost.iter().all(fits),
+            "a cost does not fit LEMON's 32-bit int"
+        );
+        assert!(
+            net.supply.iter().all(fits),
+            "a supply does not fit LEMON's 32-bit int"
+        );
         LemonInput {
             supply: net.supply.clone(),
             source: net.source.iter().map(|&v| v as i64).collect(),
             target: net.target.iter().map(|&v| v as i64).collect(),
-            capacity: net.capacity.iter().map(|&c| c.min(i32::MAX as i64)).collect(),
+            capacity: net
+                .capacity
+                .iter()
+                .map(|&c| c.min(i32::MAX as i64))
+                .collect(),
             cost: net.cost.clone(),
         }
     }
