@@ -14,7 +14,6 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use fleet_engine::formulation::formulate;
 use fleet_engine::optimize::Rebalancer;
-use fleet_engine::simplex::solve_from;
 use fleet_engine::synthetic::{perturb, random_city, CitySpec, Rng};
 use lemon_reference::LemonInput;
 
@@ -36,15 +35,7 @@ fn cold(c: &mut Criterion) {
     for (name, zones, k) in INSTANCES {
         let f = formulate(&random_city(&spec(zones, k)));
         let lemon = LemonInput::new(&f.network);
-        let solve = || {
-            solve_from(
-                &f.network,
-                f.basis.clone(),
-                f.priority,
-                f.network.arc_count(),
-            )
-            .unwrap()
-        };
+        let solve = || f.solve();
 
         // Both solvers must agree before their times mean anything.
         assert_eq!(

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use fleet_engine::formulation::{formulate, Formulation};
 use fleet_engine::optimize::Rebalancer;
-use fleet_engine::simplex::solve_from;
 use fleet_engine::synthetic::{perturb, random_city, CitySpec, Rng};
 use lemon_reference::LemonInput;
 
@@ -21,13 +20,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn cold(f: &Formulation) -> (i128, u64) {
-    let sol = solve_from(
-        &f.network,
-        f.basis.clone(),
-        f.priority,
-        f.network.arc_count(),
-    )
-    .unwrap();
+    let sol = f.solve();
     (sol.cost, sol.iterations)
 }
 

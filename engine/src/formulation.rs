@@ -21,7 +21,7 @@
 use crate::geo::{k_nearest_all, LatLon};
 use crate::model::Problem;
 use crate::network::{Network, UNBOUNDED};
-use crate::simplex::Basis;
+use crate::simplex::{solve_from, Basis, FlowSolution};
 
 /// Integer cost units per unit of money: costs are rounded to 1/1000.
 pub const COST_SCALE: f64 = 1000.0;
@@ -108,6 +108,30 @@ impl Layout {
     }
 }
 
+fn zone_points(problem: &Problem) -> Vec<LatLon> {
+    problem
+        .zones
+        .iter()
+        .map(|z| LatLon {
+            lat: z.lat,
+            lon: z.lon,
+        })
+        .collect()
+}
+
+impl Formulation {
+    /// Solves this network cold from its do-nothing basis.
+    pub fn solve(&self) -> FlowSolution {
+        solve_from(
+            &self.network,
+            self.basis.clone(),
+            self.priority,
+            self.network.arc_count(),
+        )
+        .expect("the do-nothing basis of a formulation is a valid spanning tree")
+    }
+}
+
 /// Builds the network of `problem` (which must be valid).
 pub fn formulate(problem: &Problem) -> Formulation {
     let n = problem.zones.len();
@@ -189,15 +213,7 @@ pub fn formulate(problem: &Problem) -> Formulation {
         |i: usize, j: usize, d: f64| i != j && problem.max_move_km.is_none_or(|max| d <= max);
     match layout {
         Layout::Transshipment { .. } => {
-            let points: Vec<LatLon> = problem
-                .zones
-                .iter()
-                .map(|z| LatLon {
-                    lat: z.lat,
-                    lon: z.lon,
-                })
-                .collect();
-            let near = k_nearest_all(&points, problem.neighbours.unwrap_or(1));
+            let near = k_nearest_all(&zone_points(problem), problem.neighbours.unwrap_or(1));
             let mut pairs: Vec<(u32, u32)> = Vec::new();
             for (i, list) in near.iter().enumerate() {
                 for &j in list {
@@ -222,17 +238,9 @@ pub fn formulate(problem: &Problem) -> Formulation {
                 .horizon
                 .as_ref()
                 .map(|h| (h.period_minutes, h.speed_kmh));
-            let near = problem.neighbours.map(|k| {
-                let points: Vec<LatLon> = problem
-                    .zones
-                    .iter()
-                    .map(|z| LatLon {
-                        lat: z.lat,
-                        lon: z.lon,
-                    })
-                    .collect();
-                k_nearest_all(&points, k)
-            });
+            let near = problem
+                .neighbours
+                .map(|k| k_nearest_all(&zone_points(problem), k));
             // Single period: likely moves (surplus -> deficit) first, the rest after.
             let mut later: Vec<(usize, usize, usize, f64)> = Vec::new();
             for p in 0..periods {

@@ -39,6 +39,16 @@ pub struct Costs {
     pub coverage_penalty: f64,
 }
 
+impl Costs {
+    /// The costs of DESIGN.md's example problem: 0.6 per empty km, 15 per
+    /// vehicle short of target, 5 more per vehicle short of the floor.
+    pub const DESIGN_EXAMPLE: Costs = Costs {
+        per_km: 0.6,
+        unmet_penalty: 15.0,
+        coverage_penalty: 5.0,
+    };
+}
+
 /// A planning horizon of several periods (time-expanded network).
 ///
 /// A move leaving zone `i` at the start of period `p` is in place by the end

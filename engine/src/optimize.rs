@@ -5,7 +5,7 @@ use crate::formulation::{formulate, Formulation};
 use crate::model::{InvalidProblem, Problem, MAX_VEHICLES};
 use crate::network::Network;
 use crate::plan::{read_plan, Objectives, Plan};
-use crate::simplex::{solve_from, FlowStatus, NetworkSimplex};
+use crate::simplex::{FlowStatus, NetworkSimplex};
 
 /// Why no plan was produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,9 +85,7 @@ pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
 }
 
 fn cold_solve(f: &Formulation) -> Result<(Vec<i64>, Vec<i64>, u64), SolveError> {
-    let m = f.network.arc_count();
-    let sol =
-        solve_from(&f.network, f.basis.clone(), f.priority, m).map_err(SolveError::Internal)?;
+    let sol = f.solve();
     match sol.status {
         FlowStatus::Optimal => Ok((sol.flow, sol.potential, sol.iterations)),
         other => Err(SolveError::Internal(format!("simplex ended {other:?}"))),

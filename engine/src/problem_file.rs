@@ -188,6 +188,16 @@ pub struct CostsSpec {
     pub coverage_penalty: f64,
 }
 
+impl From<Costs> for CostsSpec {
+    fn from(c: Costs) -> Self {
+        CostsSpec {
+            per_km: c.per_km,
+            unmet_penalty: c.unmet_penalty,
+            coverage_penalty: c.coverage_penalty,
+        }
+    }
+}
+
 /// A multi-period horizon: `periods` periods of `period_minutes`; a move of
 /// `d` km takes `ceil(d / speed_kmh * 60 / period_minutes)` periods.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -648,11 +658,7 @@ mod tests {
         ProblemFile {
             zones,
             travel: TravelSpec::haversine(1.3),
-            costs: CostsSpec {
-                per_km: 0.6,
-                unmet_penalty: 15.0,
-                coverage_penalty: 5.0,
-            },
+            costs: Costs::DESIGN_EXAMPLE.into(),
             max_move_km: None,
             neighbours: None,
             pareto_points: DEFAULT_PARETO_POINTS,

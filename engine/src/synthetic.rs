@@ -101,11 +101,7 @@ pub fn random_city(spec: &CitySpec) -> Problem {
     Problem {
         zones,
         travel: Travel::Haversine { detour_factor: 1.3 },
-        costs: Costs {
-            per_km: 0.6,
-            unmet_penalty: 15.0,
-            coverage_penalty: 5.0,
-        },
+        costs: Costs::DESIGN_EXAMPLE,
         max_move_km: None,
         neighbours: spec.neighbours,
         horizon: None,

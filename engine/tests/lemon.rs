@@ -6,7 +6,7 @@ use fleet_engine::dimacs;
 use fleet_engine::formulation::formulate;
 use fleet_engine::network::{Network, UNBOUNDED};
 use fleet_engine::optimize::Rebalancer;
-use fleet_engine::simplex::{solve, solve_from, FlowStatus};
+use fleet_engine::simplex::{solve, FlowStatus};
 use fleet_engine::synthetic::{perturb, random_city, CitySpec, Rng};
 
 fn assert_same_optimum(net: &Network, ours: i128, what: &str) {
@@ -29,13 +29,7 @@ fn rebalancing_networks_cold_and_warm() {
         let spec = CitySpec::benchmark(zones, k, seed);
         let problem = random_city(&spec);
         let f = formulate(&problem);
-        let sol = solve_from(
-            &f.network,
-            f.basis.clone(),
-            f.priority,
-            f.network.arc_count(),
-        )
-        .unwrap();
+        let sol = f.solve();
         assert_eq!(sol.status, FlowStatus::Optimal);
         f.network.check_flow(&sol.flow).unwrap();
         assert_same_optimum(&f.network, sol.cost, &format!("cold {zones} zones k={k:?}"));

@@ -4,7 +4,6 @@
 use fleet_engine::formulation::formulate;
 use fleet_engine::model::{Costs, Horizon, Problem, Travel, Zone};
 use fleet_engine::optimize::{optimize, pareto_front};
-use fleet_engine::simplex::solve_from;
 use fleet_engine::synthetic::{random_city, CitySpec, Rng};
 use ndarray::Array2;
 
@@ -105,11 +104,7 @@ fn later_arrivals_count_from_their_period() {
     let problem = Problem {
         zones: vec![zone("a", -73.98, 0)],
         travel: Travel::Haversine { detour_factor: 1.3 },
-        costs: Costs {
-            per_km: 0.6,
-            unmet_penalty: 15.0,
-            coverage_penalty: 5.0,
-        },
+        costs: Costs::DESIGN_EXAMPLE,
         max_move_km: None,
         neighbours: None,
         horizon: Some(Horizon {
@@ -151,13 +146,7 @@ fn multi_period_networks_match_lemon() {
             arrivals,
         });
         let f = formulate(&problem);
-        let sol = solve_from(
-            &f.network,
-            f.basis.clone(),
-            f.priority,
-            f.network.arc_count(),
-        )
-        .unwrap();
+        let sol = f.solve();
         f.network.check_flow(&sol.flow).unwrap();
         let (lemon, _) = lemon_reference::solve(&f.network);
         assert_eq!(sol.cost, lemon as i128, "seed {seed}");

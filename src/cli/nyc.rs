@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use fleet_engine::problem_file::{CostsSpec, ProblemFile, TravelSpec, ZoneSpec};
+use fleet_engine::problem_file::{ProblemFile, TravelSpec, ZoneSpec};
 use serde::Deserialize;
 
 use super::{print_json, Failure};
@@ -295,11 +295,7 @@ pub fn run(args: &NycArgs) -> Result<(), Failure> {
             })
             .collect(),
         travel: TravelSpec::haversine(1.3),
-        costs: CostsSpec {
-            per_km: 0.6,
-            unmet_penalty: 15.0,
-            coverage_penalty: 5.0,
-        },
+        costs: fleet_engine::model::Costs::DESIGN_EXAMPLE.into(),
         max_move_km: None,
         neighbours: None,
         pareto_points: 9,
