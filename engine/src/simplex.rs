@@ -828,10 +828,33 @@ impl NetworkSimplex {
     fn update_subtree(&mut self, u_in: u32, v_in: u32, entering: usize) {
         let dir_in = self.dir[u_in as usize] as i64;
         let sigma = self.pi[v_in as usize] - self.pi[u_in as usize] - dir_in * self.cost[entering];
-        self.walk_subtree(u_in, |s, v| {
-            s.pi[v as usize] += sigma;
-            s.depth[v as usize] = s.depth[s.parent[v as usize] as usize] + 1;
-        });
+        // The same preorder walk as `walk_subtree`, tracking depth on the way
+        // instead of reading each parent's: this loop is a quarter of a solve.
+        let top = u_in as usize;
+        let mut u = top;
+        let mut depth = self.depth[v_in as usize] + 1;
+        loop {
+            self.pi[u] += sigma;
+            self.depth[u] = depth;
+            let child = self.first_child[u];
+            if child != NONE {
+                u = child as usize;
+                depth += 1;
+                continue;
+            }
+            loop {
+                if u == top {
+                    return;
+                }
+                let next = self.next_sibling[u];
+                if next != NONE {
+                    u = next as usize;
+                    break;
+                }
+                u = self.parent[u] as usize;
+                depth -= 1;
+            }
+        }
     }
 }
 
