@@ -29,7 +29,7 @@ migrate: ## Apply database migrations (arrives with the API issue)
 run: ## Run the service (release build); pass arguments with ARGS="..."
 	$(CARGO) run --release -- $(ARGS)
 
-test: dev-deps ## All tests: unit, integration, and benches run once in test mode
+test: dev-deps ## All tests: unit, integration, doctests, and benches run once in test mode
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 

@@ -88,3 +88,15 @@ fn random_general_networks() {
         assert_eq!(solve(&parsed.network).cost, sol.cost);
     }
 }
+
+/// Regression: a capacity that drops to zero on an arc at its upper bound
+/// once made the warm start cycle forever (the arc was relabelled "at lower
+/// bound", breaking dual feasibility). Found by the criterion warm bench.
+#[test]
+fn warm_start_with_a_zone_emptied_to_zero_target() {
+    let spec = CitySpec::benchmark(100, None, 1000);
+    let mut reb = Rebalancer::new(random_city(&spec)).unwrap();
+    reb.set_zone(60, 3, 0, 0).unwrap();
+    reb.resolve().unwrap();
+    assert_same_optimum(reb.network(), reb.flow_cost(), "zone 60 emptied");
+}
