@@ -236,27 +236,26 @@ pub struct ParetoPoint {
     pub objectives: Objectives,
 }
 
-/// The trade-off between empty km and unmet demand: solves the problem with
-/// the cost per km scaled by weights from 1/50 to 50 (geometric sweep), each
-/// exactly, and keeps the non-dominated (empty_km, unmet, coverage_shortfall)
-/// points, sorted by increasing km. The no-move plan (infinite weight) is
-/// always included as the cheapest-to-run end of the front.
+/// The trade-off between empty km and service (unmet demand and coverage
+/// shortfall), as the exact supported Pareto front.
+///
+/// Every point minimises `w * per_km * km + service penalty` for some weight
+/// `w` and is solved exactly. Weights are not sampled blindly: starting from
+/// the two ends (no moves at all; every useful move with km almost free),
+/// each gap between neighbouring points is probed at the one weight where
+/// both cost the same (Aneja-Nair / NISE dichotomic search). A probe that
+/// beats both is a new corner of the front and splits the gap; otherwise the
+/// gap is an edge of the front and is closed. So, within `points` solves,
+/// no supported point between two found ones can be missed. Points are
+/// returned non-dominated and sorted by increasing km.
 pub fn pareto_front(problem: &Problem, points: usize) -> Result<Vec<ParetoPoint>, SolveError> {
     problem.validate()?;
-    let points = points.clamp(1, 101);
-    let mut found: Vec<ParetoPoint> = Vec::new();
-    let mut weights: Vec<f64> = (0..points)
-        .map(|k| {
-            let t = if points == 1 {
-                0.5
-            } else {
-                k as f64 / (points - 1) as f64
-            };
-            (50f64.ln() * (2.0 * t - 1.0)).exp()
-        })
-        .collect();
-    weights.push(f64::INFINITY);
-    for w in weights {
+    let budget = points.clamp(3, 101);
+    let c = &problem.costs;
+    let service = |o: &Objectives| {
+        c.unmet_penalty * o.unmet as f64 + c.coverage_penalty * o.coverage_shortfall as f64
+    };
+    let solve_at = |w: f64| -> Result<ParetoPoint, SolveError> {
         let mut p = problem.clone();
         if w.is_finite() {
             p.costs.per_km *= w;
@@ -267,32 +266,61 @@ pub fn pareto_front(problem: &Problem, points: usize) -> Result<Vec<ParetoPoint>
         let (flow, _, _) = cold_solve(&f)?;
         let mut objectives = read_plan(&p, &f, &flow).objectives;
         objectives.move_cost = problem.costs.per_km * objectives.empty_km;
-        found.push(ParetoPoint {
+        Ok(ParetoPoint {
             km_weight: w,
             objectives,
-        });
-    }
-    let key = |o: &Objectives| (o.empty_km, o.unmet as f64, o.coverage_shortfall as f64);
-    let dominated = |a: &Objectives, b: &Objectives| {
-        let (a, b) = (key(a), key(b));
-        b.0 <= a.0 + 1e-9
-            && b.1 <= a.1
-            && b.2 <= a.2
-            && (b.0 < a.0 - 1e-9 || b.1 < a.1 || b.2 < a.2)
+        })
     };
-    let mut front: Vec<ParetoPoint> = Vec::new();
-    for p in &found {
-        let beaten = found
-            .iter()
-            .any(|q| dominated(&p.objectives, &q.objectives));
-        let duplicate = front.iter().any(|q| {
-            let (a, b) = (key(&p.objectives), key(&q.objectives));
-            (a.0 - b.0).abs() < 1e-9 && a.1 == b.1 && a.2 == b.2
-        });
-        if !beaten && !duplicate {
-            front.push(p.clone());
+    // Ends: no moves (infinite weight) and the best service (weight 1/50:
+    // driving is cheap enough that every move with any service gain is made,
+    // while km still count in whole cost units). The problem's own weight
+    // is a third start: at weight 1/50 the rounding of km to cost units can
+    // leave a few km on the table that the weight-1 optimum does not.
+    let mut front = vec![solve_at(f64::INFINITY)?, solve_at(1.0)?, solve_at(0.02)?];
+    let mut solves = 3;
+    let mut open = vec![(0usize, 1usize), (1, 2)];
+    let per_km = c.per_km.max(1e-12);
+    // Widest gap first, so a small budget still spreads over the whole front.
+    let gap = |front: &[ParetoPoint], (l, r): (usize, usize)| {
+        let (a, b) = (&front[l].objectives, &front[r].objectives);
+        (b.empty_km - a.empty_km) * (service(a) - service(b))
+    };
+    while solves < budget && !open.is_empty() {
+        let widest = (0..open.len())
+            .max_by(|&i, &j| gap(&front, open[i]).total_cmp(&gap(&front, open[j])))
+            .unwrap_or(0);
+        let (left, right) = open.swap_remove(widest);
+        let (a, b) = (front[left].objectives, front[right].objectives);
+        let (dkm, dservice) = (b.empty_km - a.empty_km, service(&a) - service(&b));
+        if dkm <= 1e-9 || dservice <= 1e-9 {
+            continue;
+        }
+        // The weight at which a and b cost the same.
+        let w = dservice / (per_km * dkm);
+        let probe = solve_at(w)?;
+        solves += 1;
+        let cost = |o: &Objectives| w * per_km * o.empty_km + service(o);
+        if cost(&probe.objectives) < cost(&a) - 1e-6 {
+            front.push(probe);
+            let new = front.len() - 1;
+            open.push((new, right));
+            open.push((left, new));
         }
     }
+    // Weighted optima are non-dominated up to ties; drop the ties.
     front.sort_by(|a, b| a.objectives.empty_km.total_cmp(&b.objectives.empty_km));
-    Ok(front)
+    let mut kept: Vec<ParetoPoint> = Vec::new();
+    for p in front {
+        let o = &p.objectives;
+        let beaten = kept.iter().any(|q| {
+            let q = &q.objectives;
+            q.empty_km <= o.empty_km + 1e-9
+                && q.unmet <= o.unmet
+                && q.coverage_shortfall <= o.coverage_shortfall
+        });
+        if !beaten {
+            kept.push(p);
+        }
+    }
+    Ok(kept)
 }

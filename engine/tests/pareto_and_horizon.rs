@@ -158,3 +158,28 @@ fn multi_period_networks_match_lemon() {
         assert_eq!(plan.vehicles_after.column(periods - 1).sum(), total);
     }
 }
+
+/// With enough budget the front is complete: between any two neighbouring
+/// points no weight finds a plan better than both (no supported point missed).
+#[test]
+fn pareto_front_misses_no_supported_point() {
+    let problem = random_city(&CitySpec::benchmark(60, None, 21));
+    let front = pareto_front(&problem, 101).unwrap();
+    let c = problem.costs;
+    let service = |o: &fleet_engine::plan::Objectives| {
+        c.unmet_penalty * o.unmet as f64 + c.coverage_penalty * o.coverage_shortfall as f64
+    };
+    for pair in front.windows(2) {
+        let (a, b) = (&pair[0].objectives, &pair[1].objectives);
+        let w = (service(a) - service(b)) / (c.per_km * (b.empty_km - a.empty_km));
+        let mut weighted = problem.clone();
+        weighted.costs.per_km *= w;
+        let probe = optimize(&weighted).unwrap().plan.objectives;
+        let cost = |o: &fleet_engine::plan::Objectives| w * c.per_km * o.empty_km + service(o);
+        // 1e-3 per move: the cost rounding of the integral solve.
+        assert!(
+            cost(&probe) >= cost(a).min(cost(b)) - 1e-3 * 200.0,
+            "missed a point between {a:?} and {b:?}: {probe:?}"
+        );
+    }
+}
