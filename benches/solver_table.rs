@@ -36,9 +36,10 @@ fn main() {
         7
     };
     println!(
-        "| instance | nodes | arcs | engine cold ms | LEMON ms | engine / LEMON | pivots | warm 1% ms | warm / cold |"
+        "| instance | nodes | arcs | engine cold ms | LEMON ms | engine / LEMON | pivots \
+         | repair 1% ms | repair / cold | resolve 1% ms | resolve / cold | fell back |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let rows: [(&str, usize, Option<usize>); 4] = [
         ("100 zones dense", 100, None),
         ("1000 zones dense", 1000, None),
@@ -46,7 +47,9 @@ fn main() {
         ("10000 zones kNN16", 10000, Some(16)),
     ];
     for (name, zones, k) in rows {
-        let (mut ours, mut theirs, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut warm, mut resolve) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut fallbacks = 0;
         let mut pivots = 0;
         let mut size = (0, 0);
         for seed in 0..repeats as u64 {
@@ -70,24 +73,32 @@ fn main() {
             );
 
             // Warm: change 1% of zones (as one streaming window would) and re-solve.
-            let mut reb = Rebalancer::new(problem).unwrap();
-            let mut rng = Rng::new(seed);
-            for (zone, idle, target, floor) in perturb(reb.problem(), &spec, 0.01, &mut rng) {
-                reb.set_zone(zone, idle, target, floor).unwrap();
+            // Warm: change 1% of zones (as one streaming window would) and
+            // re-solve, once repairing no matter what and once with the
+            // default budget that falls back to a cold solve.
+            for (share, times) in [(f64::INFINITY, &mut warm), (0.1, &mut resolve)] {
+                let mut reb = Rebalancer::new(problem.clone())
+                    .unwrap()
+                    .with_warm_budget(share);
+                let mut rng = Rng::new(seed);
+                for (zone, idle, target, floor) in perturb(reb.problem(), &spec, 0.01, &mut rng) {
+                    reb.set_zone(zone, idle, target, floor).unwrap();
+                }
+                let t = Instant::now();
+                let solved = reb.resolve().unwrap();
+                times.push(t.elapsed());
+                fallbacks += solved.stats.warm_fallback as usize;
+                let (check, _) = LemonInput::new(reb.network()).solve();
+                assert_eq!(
+                    reb.flow_cost(),
+                    check as i128,
+                    "{name}: warm optimum differs from LEMON"
+                );
             }
-            let t = Instant::now();
-            reb.resolve().unwrap();
-            warm.push(t.elapsed());
-            let (check, _) = LemonInput::new(reb.network()).solve();
-            assert_eq!(
-                reb.flow_cost(),
-                check as i128,
-                "{name}: warm optimum differs from LEMON"
-            );
         }
-        let (o, l, w) = (median(ours), median(theirs), median(warm));
+        let (o, l, w, r) = (median(ours), median(theirs), median(warm), median(resolve));
         println!(
-            "| {name} | {} | {} | {:.2} | {:.2} | {:.2}x | {} | {:.3} | {:.3}x |",
+            "| {name} | {} | {} | {:.2} | {:.2} | {:.2}x | {} | {:.3} | {:.3}x | {:.3} | {:.3}x | {fallbacks}/{repeats} |",
             size.0,
             size.1,
             ms(o),
@@ -95,7 +106,9 @@ fn main() {
             ms(o) / ms(l),
             pivots,
             ms(w),
-            ms(w) / ms(o)
+            ms(w) / ms(o),
+            ms(r),
+            ms(r) / ms(o),
         );
     }
 }

@@ -101,6 +101,14 @@ impl Layout {
         }
     }
 
+    /// The arc of zone `i`'s vehicles that stay put in period `p` (direct layout).
+    pub fn stay_arc(&self, i: usize, p: usize) -> Option<usize> {
+        match *self {
+            Layout::Direct { zones, periods } => Some(3 * zones * periods + p * zones + i),
+            Layout::Transshipment { .. } => None,
+        }
+    }
+
     /// First of the three penalty arcs of zone `i` in period `p`; they are
     /// always arcs `3 * (p * zones + i) ..+3` (below floor, below target, above).
     pub fn penalty_arc(&self, i: usize, p: usize) -> usize {
@@ -120,6 +128,77 @@ fn zone_points(problem: &Problem) -> Vec<LatLon> {
 }
 
 impl Formulation {
+    fn new(
+        problem: &Problem,
+        network: Network,
+        layout: Layout,
+        sink: usize,
+        move_start: usize,
+        km: Vec<f64>,
+        priority: usize,
+    ) -> Self {
+        let basis = Basis {
+            root: sink,
+            tree_arc: Vec::new(),
+            flow: Vec::new(),
+        };
+        let mut f = Formulation {
+            network,
+            layout,
+            sink,
+            move_start,
+            km,
+            priority,
+            basis,
+        };
+        f.rebase(problem);
+        f
+    }
+
+    /// Points the network at `problem`'s current idle counts, targets and
+    /// floors (same zones, travel and costs as formulated; only the counts
+    /// may differ) and resets the starting basis to its "nobody moves" plan:
+    /// every vehicle stays put and fills its zone's most valuable penalty arcs
+    /// first. Cheaper than formulating again: no distance or arc is rebuilt.
+    pub fn rebase(&mut self, problem: &Problem) {
+        let (layout, sink) = (self.layout, self.sink);
+        let (n, periods) = (layout.zones(), layout.periods());
+        let net = &mut self.network;
+        let mut tree_arc = vec![u32::MAX; net.node_count()];
+        let mut flow = vec![0; net.arc_count()];
+        for p in 0..periods {
+            for i in 0..n {
+                let staying: i64 = (0..=p).map(|q| problem.available(i, q) as i64).sum();
+                let (floor, target) = (problem.floor(i, p) as i64, problem.target(i, p) as i64);
+                let first = layout.penalty_arc(i, p);
+                let mut left = staying;
+                let mut tree = None;
+                for (k, cap) in [floor, target - floor, UNBOUNDED].into_iter().enumerate() {
+                    net.capacity[first + k] = cap;
+                    flow[first + k] = left.min(cap);
+                    left -= flow[first + k];
+                    if tree.is_none() && flow[first + k] < cap {
+                        tree = Some(first + k);
+                    }
+                }
+                tree_arc[layout.end_node(i, p)] =
+                    tree.expect("the last penalty arc is unbounded") as u32;
+                if let Some(stay) = layout.stay_arc(i, p) {
+                    flow[stay] = staying;
+                    tree_arc[layout.start_node(i, p)] = stay as u32;
+                }
+                net.supply[layout.start_node(i, p)] = problem.available(i, p) as i64;
+            }
+        }
+        net.supply[sink] = 0;
+        net.supply[sink] = -net.supply.iter().sum::<i64>();
+        self.basis = Basis {
+            root: sink,
+            tree_arc,
+            flow,
+        };
+    }
+
     /// Solves this network cold from its do-nothing basis.
     pub fn solve(&self) -> FlowSolution {
         solve_from(
@@ -149,55 +228,31 @@ pub fn formulate(problem: &Problem) -> Formulation {
     };
     let sink = node_count - 1;
     let mut net = Network::with_nodes(node_count);
-    let mut tree_arc = vec![u32::MAX; node_count];
-    let mut flow = Vec::new();
     let (below_floor, below_target) = benefits(problem);
 
-    // Penalty arcs, with the do-nothing flow: every vehicle stays put and
-    // fills its zone's cheapest (most negative) stay arcs first.
+    // Penalty arcs (capacities are set by `rebase`): per zone and period,
+    // below floor, below target, above target.
     for p in 0..periods {
         for i in 0..n {
-            let staying: i64 = (0..=p).map(|q| problem.available(i, q) as i64).sum();
-            let (floor, target) = (problem.floor(i, p) as i64, problem.target(i, p) as i64);
             let from = layout.end_node(i, p);
             let to = if p + 1 < periods {
                 layout.start_node(i, p + 1)
             } else {
                 sink
             };
-            let caps = [floor, target - floor, UNBOUNDED];
-            let costs = [-below_floor, -below_target, 0];
-            let mut left = staying;
-            let mut tree = None;
-            for k in 0..3 {
-                let a = net.add_arc(from, to, caps[k], costs[k]);
-                let f = left.min(caps[k]);
-                left -= f;
-                flow.push(f);
-                if tree.is_none() && f < caps[k] {
-                    tree = Some(a);
-                }
+            for cost in [-below_floor, -below_target, 0] {
+                net.add_arc(from, to, 0, cost);
             }
-            tree_arc[from] = tree.expect("the last penalty arc is unbounded") as u32;
         }
     }
     // Direct layout: vehicles that do not move ("stay" arcs S -> E).
     if let Layout::Direct { .. } = layout {
         for p in 0..periods {
             for i in 0..n {
-                let staying: i64 = (0..=p).map(|q| problem.available(i, q) as i64).sum();
-                let a = net.add_arc(layout.start_node(i, p), layout.end_node(i, p), UNBOUNDED, 0);
-                flow.push(staying);
-                tree_arc[layout.start_node(i, p)] = a as u32;
+                net.add_arc(layout.start_node(i, p), layout.end_node(i, p), UNBOUNDED, 0);
             }
         }
     }
-    for p in 0..periods {
-        for i in 0..n {
-            net.supply[layout.start_node(i, p)] = problem.available(i, p) as i64;
-        }
-    }
-    net.supply[sink] = -net.supply.iter().sum::<i64>();
 
     // Moves. A move that costs at least everything it could ever earn (the
     // floor benefit in each remaining period) is never needed for an optimum.
@@ -242,7 +297,7 @@ pub fn formulate(problem: &Problem) -> Formulation {
                 .neighbours
                 .map(|k| k_nearest_all(&zone_points(problem), k));
             // Single period: likely moves (surplus -> deficit) first, the rest after.
-            let mut later: Vec<(usize, usize, usize, f64)> = Vec::new();
+            let mut later: Vec<(usize, usize, i64, f64)> = Vec::new();
             for p in 0..periods {
                 for i in 0..n {
                     let mut consider = |j: usize| {
@@ -260,7 +315,7 @@ pub fn formulate(problem: &Problem) -> Formulation {
                         }
                         let (from, to) = (layout.start_node(i, p), layout.end_node(j, arrive));
                         if periods == 1 && !(gives(i) && takes(j)) {
-                            later.push((from, to, c as usize, d));
+                            later.push((from, to, c, d));
                         } else {
                             net.add_arc(from, to, UNBOUNDED, c);
                             km.push(d);
@@ -274,37 +329,12 @@ pub fn formulate(problem: &Problem) -> Formulation {
             }
             let priority_end = net.arc_count();
             for (from, to, c, d) in later {
-                net.add_arc(from, to, UNBOUNDED, c as i64);
+                net.add_arc(from, to, UNBOUNDED, c);
                 km.push(d);
             }
-            flow.resize(net.arc_count(), 0);
-            return Formulation {
-                network: net,
-                layout,
-                sink,
-                move_start,
-                km,
-                priority: priority_end,
-                basis: Basis {
-                    root: sink,
-                    tree_arc,
-                    flow,
-                },
-            };
+            return Formulation::new(problem, net, layout, sink, move_start, km, priority_end);
         }
     }
-    flow.resize(net.arc_count(), 0);
-    Formulation {
-        priority: net.arc_count(),
-        network: net,
-        layout,
-        sink,
-        move_start,
-        km,
-        basis: Basis {
-            root: sink,
-            tree_arc,
-            flow,
-        },
-    }
+    let priority = net.arc_count();
+    Formulation::new(problem, net, layout, sink, move_start, km, priority)
 }

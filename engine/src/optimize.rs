@@ -43,6 +43,8 @@ pub struct SolveStats {
     pub iterations: u64,
     /// Dual simplex pivots of the last warm re-solve (0 for a cold solve).
     pub warm_pivots: u64,
+    /// The warm repair gave up and the re-solve was done cold.
+    pub warm_fallback: bool,
 }
 
 /// An optimal plan with its solve statistics.
@@ -80,6 +82,7 @@ pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
             arcs: f.network.arc_count(),
             iterations,
             warm_pivots: 0,
+            warm_fallback: false,
         },
     })
 }
@@ -101,9 +104,10 @@ pub struct Rebalancer {
     problem: Problem,
     formulation: Formulation,
     simplex: NetworkSimplex,
-    /// The network with the current supplies and capacities.
-    network: Network,
     cold_iterations: u64,
+    /// Effort of the last cold solve: the warm repair's budget is a share of it.
+    cold_work: u64,
+    warm_budget_share: f64,
 }
 
 impl Rebalancer {
@@ -111,7 +115,26 @@ impl Rebalancer {
     pub fn new(problem: Problem) -> Result<Self, SolveError> {
         problem.validate()?;
         let formulation = formulate(&problem);
-        let f = &formulation;
+        let simplex = Self::solve_cold(&formulation)?;
+        Ok(Rebalancer {
+            problem,
+            cold_iterations: simplex.iterations(),
+            cold_work: simplex.work(),
+            warm_budget_share: 0.1,
+            formulation,
+            simplex,
+        })
+    }
+
+    /// How much of a cold solve's effort a warm repair may spend before
+    /// [`Rebalancer::resolve`] solves cold instead (default 0.1;
+    /// `f64::INFINITY`: always repair, e.g. to test the repair itself).
+    pub fn with_warm_budget(mut self, share_of_cold: f64) -> Self {
+        self.warm_budget_share = share_of_cold;
+        self
+    }
+
+    fn solve_cold(f: &Formulation) -> Result<NetworkSimplex, SolveError> {
         let mut simplex = NetworkSimplex::new(
             &f.network,
             f.basis.clone(),
@@ -124,13 +147,7 @@ impl Rebalancer {
             other => return Err(SolveError::Internal(format!("simplex ended {other:?}"))),
         }
         simplex.prepare_reoptimize();
-        Ok(Rebalancer {
-            problem,
-            network: formulation.network.clone(),
-            cold_iterations: simplex.iterations(),
-            formulation,
-            simplex,
-        })
+        Ok(simplex)
     }
 
     pub fn problem(&self) -> &Problem {
@@ -139,7 +156,7 @@ impl Rebalancer {
 
     /// The network being kept optimal (e.g. to hand to a reference solver).
     pub fn network(&self) -> &Network {
-        &self.network
+        &self.formulation.network
     }
 
     /// Changes zone `zone`'s idle count, target and floor (the latter two for
@@ -183,8 +200,8 @@ impl Rebalancer {
             (layout.start_node(zone, 0), change),
             (self.formulation.sink, -change),
         ] {
-            let supply = self.network.supply[node] + change;
-            self.network.supply[node] = supply;
+            let supply = self.formulation.network.supply[node] + change;
+            self.formulation.network.supply[node] = supply;
             self.simplex.set_supply(node, supply);
         }
         for p in 0..layout.periods() {
@@ -193,31 +210,43 @@ impl Rebalancer {
                 (a, min_vehicles as i64),
                 (a + 1, (target - min_vehicles) as i64),
             ] {
-                self.network.capacity[arc] = cap;
+                self.formulation.network.capacity[arc] = cap;
                 self.simplex.set_capacity(arc, cap);
             }
         }
         Ok(())
     }
 
-    /// Re-optimises after [`Rebalancer::set_zone`] calls.
+    /// Re-optimises after [`Rebalancer::set_zone`] calls: repairs the kept
+    /// optimum (dual simplex), or, when the repair has cost half of what the
+    /// last cold solve did without finishing, solves the changed problem
+    /// cold instead, so a re-solve never costs much more than a cold one.
     pub fn resolve(&mut self) -> Result<Solved, SolveError> {
         let before = self.simplex.iterations();
-        match self.simplex.reoptimize() {
-            FlowStatus::Optimal => {}
-            other => {
+        let budget = (self.cold_work as f64 * self.warm_budget_share).min(u64::MAX as f64) as u64;
+        let warm_pivots = match self.simplex.reoptimize(budget) {
+            Some(FlowStatus::Optimal) => Some(self.simplex.iterations() - before),
+            Some(other) => {
                 return Err(SolveError::Internal(format!(
                     "warm re-solve ended {other:?}"
                 )))
             }
-        }
+            None => {
+                self.formulation.rebase(&self.problem);
+                self.simplex = Self::solve_cold(&self.formulation)?;
+                self.cold_iterations = self.simplex.iterations();
+                self.cold_work = self.simplex.work();
+                None
+            }
+        };
         Ok(Solved {
             plan: read_plan(&self.problem, &self.formulation, &self.simplex.flow()),
             stats: SolveStats {
-                nodes: self.network.node_count(),
-                arcs: self.network.arc_count(),
+                nodes: self.network().node_count(),
+                arcs: self.network().arc_count(),
                 iterations: self.cold_iterations,
-                warm_pivots: self.simplex.iterations() - before,
+                warm_pivots: warm_pivots.unwrap_or(0),
+                warm_fallback: warm_pivots.is_none(),
             },
         })
     }

@@ -193,6 +193,9 @@ pub struct NetworkSimplex {
     prev_sibling: Vec<u32>,
     pi: Vec<i64>,
     iterations: u64,
+    /// Arcs priced or scanned and nodes re-priced so far: a machine-independent
+    /// measure of effort, so a warm repair can tell when a cold solve would be cheaper.
+    work: u64,
 }
 
 /// Pricing order: arcs with a common tail are usually adjacent in the input;
@@ -255,6 +258,7 @@ impl NetworkSimplex {
             prev_sibling: vec![NONE; n],
             pi: vec![0; n],
             iterations: 0,
+            work: 0,
             order,
         };
         let mut position = vec![0u32; m];
@@ -388,10 +392,11 @@ impl NetworkSimplex {
 
     /// Block search: scan blocks of arcs from where the last search stopped
     /// and return the most violating arc of the first block that has one.
-    fn find_entering(&self, next: &mut usize, end: usize, block: usize) -> Option<usize> {
+    fn find_entering(&mut self, next: &mut usize, end: usize, block: usize) -> Option<usize> {
         let mut best = 0i64;
         let mut best_arc = usize::MAX;
         let mut left = block;
+        let mut scanned = 0u64;
         let start = (*next).min(end);
         for range in [start..end, 0..start] {
             for k in range {
@@ -402,14 +407,17 @@ impl NetworkSimplex {
                 }
                 left -= 1;
                 if left == 0 {
+                    scanned += block as u64;
                     if best < 0 {
                         *next = k + 1;
+                        self.work += scanned;
                         return Some(best_arc);
                     }
                     left = block;
                 }
             }
         }
+        self.work += scanned + (block - left) as u64;
         if best < 0 {
             *next = 0;
             Some(best_arc)
@@ -673,11 +681,16 @@ impl NetworkSimplex {
     /// proportional to the subtrees cut off, which are small when a few zones
     /// change: the warm start costs a fraction of a cold solve and ends at the
     /// same optimum.
-    pub fn reoptimize(&mut self) -> FlowStatus {
+    ///
+    /// Gives up (`None`, leaving the basis unusable) once the repair has
+    /// cost `budget` units of [`NetworkSimplex::work`]: a caller that knows
+    /// what a cold solve costs can then solve cold instead.
+    pub fn reoptimize(&mut self, budget: u64) -> Option<FlowStatus> {
         if self.supply.iter().map(|&s| s as i128).sum::<i128>() != 0 {
-            return FlowStatus::Infeasible;
+            return Some(FlowStatus::Infeasible);
         }
         self.prepare_reoptimize();
+        let limit = self.work.saturating_add(budget);
         while let Some((_, u)) = self.dirty.pop() {
             let u = u as usize;
             if self.parent[u] == NONE {
@@ -691,11 +704,19 @@ impl NetworkSimplex {
             } else {
                 continue;
             };
+            if self.work >= limit {
+                return None;
+            }
             if !self.dual_pivot(u as u32, e, bound) {
-                return FlowStatus::Infeasible;
+                return Some(FlowStatus::Infeasible);
             }
         }
-        FlowStatus::Optimal
+        Some(FlowStatus::Optimal)
+    }
+
+    /// Effort spent so far (arcs priced or scanned, nodes re-priced).
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// Builds the per-node arc lists warm re-solves need (once; also done
@@ -747,7 +768,9 @@ impl NetworkSimplex {
         let (start, arcs) = self.incident.take().expect("incidence built");
         let mut best: Option<(i64, usize)> = None;
         for &x in &members {
-            for &k in &arcs[start[x as usize] as usize..start[x as usize + 1] as usize] {
+            let incident = &arcs[start[x as usize] as usize..start[x as usize + 1] as usize];
+            self.work += incident.len() as u64;
+            for &k in incident {
                 let k = k as usize;
                 if k == e || self.state[k] == TREE {
                     continue;
@@ -834,6 +857,7 @@ impl NetworkSimplex {
         let mut u = top;
         let mut depth = self.depth[v_in as usize] + 1;
         loop {
+            self.work += 1;
             self.pi[u] += sigma;
             self.depth[u] = depth;
             let child = self.first_child[u];

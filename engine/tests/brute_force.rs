@@ -175,14 +175,22 @@ proptest! {
     #[test]
     fn warm_resolve_matches_exhaustive_search(seed: u64, n in 1usize..=4, matrix: bool, changes in 1usize..4) {
         let p = random_problem(seed, n, matrix, false);
-        let mut reb = Rebalancer::new(p).unwrap();
+        // The repair itself (never falling back to a cold solve) ...
+        let mut reb = Rebalancer::new(p.clone()).unwrap().with_warm_budget(f64::INFINITY);
+        // ... and the default, which may fall back.
+        let mut fallback = Rebalancer::new(p).unwrap().with_warm_budget(0.0);
         let mut rng = Rng::new(seed ^ 0xabcdef);
         for _ in 0..changes {
             let zone = rng.below(n as u64) as usize;
             let target = rng.below(4) as u32;
-            reb.set_zone(zone, rng.below(4) as u32, target, rng.below(target as u64 + 1) as u32).unwrap();
+            let (idle, floor) = (rng.below(4) as u32, rng.below(target as u64 + 1) as u32);
+            reb.set_zone(zone, idle, target, floor).unwrap();
+            fallback.set_zone(zone, idle, target, floor).unwrap();
         }
         let plan = reb.resolve().unwrap().plan;
+        let fell_back = fallback.resolve().unwrap();
+        prop_assert_eq!(fallback.flow_cost(), reb.flow_cost());
+        prop_assert!(fell_back.stats.warm_fallback || fell_back.stats.warm_pivots == 0);
         let p = reb.problem().clone();
         let cost = direct_costs(&p);
         prop_assert_eq!(plan_cost(&p, &plan, &cost), brute_force(&p, &cost));

@@ -34,21 +34,26 @@ fn rebalancing_networks_cold_and_warm() {
         f.network.check_flow(&sol.flow).unwrap();
         assert_same_optimum(&f.network, sol.cost, &format!("cold {zones} zones k={k:?}"));
 
-        let mut reb = Rebalancer::new(problem.clone()).unwrap();
-        assert_eq!(reb.flow_cost(), sol.cost);
-        let mut rng = Rng::new(seed * 7919);
-        for round in 0..5 {
-            for (zone, idle, target, floor) in
-                perturb(reb.problem(), &spec, 0.01 * (round + 1) as f64, &mut rng)
-            {
-                reb.set_zone(zone, idle, target, floor).unwrap();
+        // Pure repair, and the default that may fall back to a cold solve.
+        for share in [f64::INFINITY, 0.5] {
+            let mut reb = Rebalancer::new(problem.clone())
+                .unwrap()
+                .with_warm_budget(share);
+            assert_eq!(reb.flow_cost(), sol.cost);
+            let mut rng = Rng::new(seed * 7919);
+            for round in 0..5 {
+                for (zone, idle, target, floor) in
+                    perturb(reb.problem(), &spec, 0.01 * (round + 1) as f64, &mut rng)
+                {
+                    reb.set_zone(zone, idle, target, floor).unwrap();
+                }
+                reb.resolve().unwrap();
+                assert_same_optimum(
+                    reb.network(),
+                    reb.flow_cost(),
+                    &format!("warm round {round}, {zones} zones, budget {share}"),
+                );
             }
-            reb.resolve().unwrap();
-            assert_same_optimum(
-                reb.network(),
-                reb.flow_cost(),
-                &format!("warm round {round}, {zones} zones"),
-            );
         }
     }
 }
@@ -152,7 +157,7 @@ fn warm_start_when_targets_drop_to_zero() {
         (p, (z, idle, t, floor))
     });
     for (p, (z, idle, target, floor)) in cases.into_iter().chain(random) {
-        let mut reb = Rebalancer::new(p).unwrap();
+        let mut reb = Rebalancer::new(p).unwrap().with_warm_budget(f64::INFINITY);
         reb.set_zone(z, idle, target, floor).unwrap();
         reb.resolve().unwrap();
         assert_same_optimum(reb.network(), reb.flow_cost(), "target dropped to zero");
