@@ -273,76 +273,21 @@ impl ProblemFile {
                 ("min_per_period", &z.min_per_period),
                 ("arrivals", &z.arrivals),
             ];
-            let Some(h) = &mut horizon else {
-                if let Some((name, _)) = per_period.iter().find(|(_, v)| v.is_some()) {
-                    return Err(invalid(field(name), "per-period values need a `horizon`"));
-                }
-                let Some(target) = z.target else {
-                    return Err(invalid(
-                        field("target"),
-                        "missing: every zone needs a target",
-                    ));
-                };
-                zones.push(Zone {
-                    id: z.id,
-                    lat: z.lat,
-                    lon: z.lon,
-                    idle: z.idle,
-                    target,
-                    min_vehicles: z.min_vehicles,
-                });
-                continue;
-            };
-            for (name, values) in per_period {
-                if let Some(v) = values {
-                    if v.len() != periods {
+            let (target, min_vehicles) = match &mut horizon {
+                None => {
+                    if let Some((name, _)) = per_period.iter().find(|(_, v)| v.is_some()) {
+                        return Err(invalid(field(name), "per-period values need a `horizon`"));
+                    }
+                    let Some(target) = z.target else {
                         return Err(invalid(
-                            field(name),
-                            format!("has {} values; horizon.periods is {periods}", v.len()),
+                            field("target"),
+                            "missing: every zone needs a target",
                         ));
-                    }
+                    };
+                    (target, z.min_vehicles)
                 }
-            }
-            let target = match (z.target, &z.targets) {
-                (Some(t), _) => t,
-                (None, Some(ts)) => ts[0],
-                (None, None) => {
-                    return Err(invalid(
-                        field("target"),
-                        "missing: give `target` or `targets`",
-                    ))
-                }
+                Some(h) => z.fill_horizon(i, periods, h)?,
             };
-            for p in 0..periods {
-                let t = z.targets.as_ref().map_or(target, |v| v[p]);
-                let m = match &z.min_per_period {
-                    Some(v) if v[p] > t => {
-                        return Err(invalid(
-                            format!("zones[{i}].min_per_period[{p}]"),
-                            format!("{} exceeds that period's target {t}", v[p]),
-                        ))
-                    }
-                    Some(v) => v[p],
-                    None if z.min_vehicles > t => {
-                        return Err(invalid(
-                            field("min_vehicles"),
-                            format!(
-                                "{} exceeds the target {t} of period {p}; give `min_per_period`",
-                                z.min_vehicles
-                            ),
-                        ))
-                    }
-                    None => z.min_vehicles,
-                };
-                h.targets[[i, p]] = t;
-                h.min_vehicles[[i, p]] = m;
-                h.arrivals[[i, p]] = z.arrivals.as_ref().map_or(0, |v| v[p]);
-            }
-            let min_vehicles = z
-                .min_per_period
-                .as_ref()
-                .map_or(z.min_vehicles, |v| v[0])
-                .min(target);
             zones.push(Zone {
                 id: z.id,
                 lat: z.lat,
@@ -648,6 +593,76 @@ pub struct DimacsReport {
     /// Optimal flow on every arc, in file order (only when asked for and optimal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flows: Option<Vec<i64>>,
+}
+
+impl ZoneSpec {
+    /// Fills zone `i`'s row of a horizon from its per-period values (or its
+    /// single values repeated); returns the zone's period-0 target and floor.
+    fn fill_horizon(
+        &self,
+        i: usize,
+        periods: usize,
+        h: &mut Horizon,
+    ) -> Result<(u32, u32), InvalidProblem> {
+        let z = self;
+        let field = |name: &str| format!("zones[{i}].{name}");
+        let per_period = [
+            ("targets", &z.targets),
+            ("min_per_period", &z.min_per_period),
+            ("arrivals", &z.arrivals),
+        ];
+        for (name, values) in per_period {
+            if let Some(v) = values {
+                if v.len() != periods {
+                    return Err(invalid(
+                        field(name),
+                        format!("has {} values; horizon.periods is {periods}", v.len()),
+                    ));
+                }
+            }
+        }
+        let target = match (z.target, &z.targets) {
+            (Some(t), _) => t,
+            (None, Some(ts)) => ts[0],
+            (None, None) => {
+                return Err(invalid(
+                    field("target"),
+                    "missing: give `target` or `targets`",
+                ))
+            }
+        };
+        for p in 0..periods {
+            let t = z.targets.as_ref().map_or(target, |v| v[p]);
+            let m = match &z.min_per_period {
+                Some(v) if v[p] > t => {
+                    return Err(invalid(
+                        format!("zones[{i}].min_per_period[{p}]"),
+                        format!("{} exceeds that period's target {t}", v[p]),
+                    ))
+                }
+                Some(v) => v[p],
+                None if z.min_vehicles > t => {
+                    return Err(invalid(
+                        field("min_vehicles"),
+                        format!(
+                            "{} exceeds the target {t} of period {p}; give `min_per_period`",
+                            z.min_vehicles
+                        ),
+                    ))
+                }
+                None => z.min_vehicles,
+            };
+            h.targets[[i, p]] = t;
+            h.min_vehicles[[i, p]] = m;
+            h.arrivals[[i, p]] = z.arrivals.as_ref().map_or(0, |v| v[p]);
+        }
+        let min_vehicles = z
+            .min_per_period
+            .as_ref()
+            .map_or(z.min_vehicles, |v| v[0])
+            .min(target);
+        Ok((target, min_vehicles))
+    }
 }
 
 #[cfg(test)]
