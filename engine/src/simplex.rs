@@ -677,10 +677,11 @@ impl NetworkSimplex {
     /// is still dual feasible (optimal prices); only some tree arcs now carry
     /// flow outside their bounds. Each dual pivot drives one such arc to its
     /// bound, letting in the cheapest arc across the cut it leaves (ratio
-    /// test on reduced costs), so prices stay optimal throughout. Work is
-    /// proportional to the subtrees cut off, which are small when a few zones
-    /// change: the warm start costs a fraction of a cold solve and ends at the
-    /// same optimum.
+    /// test on reduced costs), so prices stay optimal throughout and the
+    /// result is the same optimum a cold solve finds. Work is proportional to
+    /// the subtrees cut off and the arcs they touch: small for a few changes
+    /// in a small or shallow tree, but on large, deep, degenerate trees it can
+    /// exceed a cold solve (measured in the README), hence the budget.
     ///
     /// Gives up (`None`, leaving the basis unusable) once the repair has
     /// cost `budget` units of [`NetworkSimplex::work`]: a caller that knows
