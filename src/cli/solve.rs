@@ -256,4 +256,79 @@ mod tests {
         );
         assert_eq!(too_many_nodes("p min 4 0\n"), None);
     }
+
+    /// Deterministic mutations of a valid problem file (every truncation,
+    /// every token replaced by hostile values) go through parsing,
+    /// validation and the solver: each ends in a solution or an invalid-input
+    /// error naming a field, never a panic.
+    #[test]
+    fn mutated_problem_files_never_panic() {
+        let valid = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/manhattan.json"
+        ))
+        .unwrap();
+        let hostile = [
+            "-1",
+            "0",
+            "1e308",
+            "-1e308",
+            "4294967296",
+            "18446744073709551616",
+            "\"x\"",
+            "null",
+            "[]",
+            "{}",
+            "true",
+            "1.5",
+            "NaN",
+            "\"\\u0000\"",
+            "[[1,2],[3]]",
+        ];
+        let mut inputs: Vec<String> = (0..valid.len())
+            .step_by(3)
+            .map(|cut| valid[..cut].to_owned())
+            .collect();
+        let tokens: Vec<(usize, usize)> = valid
+            .char_indices()
+            .filter(|(_, c)| c.is_ascii_digit() || *c == '"')
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                i == 0
+                    || !valid.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && valid.as_bytes()[i - 1] != b'.'
+            })
+            .map(|start| {
+                let rest = &valid[start..];
+                let len = if rest.starts_with('"') {
+                    rest[1..].find('"').map_or(rest.len(), |e| e + 2)
+                } else {
+                    rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+                        .unwrap_or(rest.len())
+                };
+                (start, start + len)
+            })
+            .collect();
+        for &(a, b) in &tokens {
+            for h in hostile {
+                inputs.push(format!("{}{}{}", &valid[..a], h, &valid[b..]));
+            }
+        }
+        let mut solved = 0;
+        for text in &inputs {
+            let outcome = std::panic::catch_unwind(|| {
+                let file = parse_problem(text).map_err(|_| ())?;
+                let (problem, points) = file
+                    .into_problem()
+                    .map_err(|e| assert!(!e.field.is_empty()))?;
+                optimize(&problem).map_err(|_| ())?;
+                pareto_front(&problem, points.min(3)).map_err(|_| ())?;
+                Ok::<(), ()>(())
+            });
+            assert!(outcome.is_ok(), "panicked on input:\n{text}");
+            solved += outcome.unwrap().is_ok() as usize;
+        }
+        assert!(inputs.len() > 500, "only {} mutations", inputs.len());
+        assert!(solved > 0, "no mutation was still a valid problem");
+    }
 }
