@@ -300,8 +300,8 @@ mod tests {
             })
             .map(|start| {
                 let rest = &valid[start..];
-                let len = if rest.starts_with('"') {
-                    rest[1..].find('"').map_or(rest.len(), |e| e + 2)
+                let len = if let Some(inside) = rest.strip_prefix('"') {
+                    inside.find('"').map_or(rest.len(), |e| e + 2)
                 } else {
                     rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
                         .unwrap_or(rest.len())
