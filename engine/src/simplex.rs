@@ -611,10 +611,6 @@ impl NetworkSimplex {
         self.iterations
     }
 
-    pub fn supply(&self) -> &[i64] {
-        &self.supply
-    }
-
     /// Sends `amount` more from `v` up the tree to the root, keeping flow
     /// conservation; tree arcs on the way may leave their bounds.
     fn push_to_root(&mut self, mut v: u32, amount: i64) {
