@@ -1,0 +1,435 @@
+//! Persistence of runs, results and recommendations in PostgreSQL or SQLite.
+//!
+//! One code path for both: sqlx's `Any` driver picks the backend from the
+//! URL (`postgres://…` or `sqlite://…`), the migrations in `migrations/` use
+//! only portable types, and every statement uses numbered `$n` parameters,
+//! which both databases understand. Status changes are compare-and-set
+//! updates (`… WHERE status = $old`), so two writers can never both move a
+//! run out of the same state.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::run::{Run, RunMode, RunStatus};
+
+/// The columns [`read_run`] reads, in one place (a macro so that `concat!`
+/// keeps the statements static, as sqlx requires).
+macro_rules! run_columns {
+    () => {
+        "id, fleet_id, name, mode, status, spec, error, created_at, updated_at"
+    };
+}
+
+/// Why a store operation failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// No such row.
+    NotFound,
+    /// The run is not in a state that allows the change.
+    Conflict { from: RunStatus, to: RunStatus },
+    /// The database failed or is unreachable.
+    Database(sqlx::Error),
+    /// Applying the migrations failed.
+    Migration(sqlx::migrate::MigrateError),
+    /// A stored row could not be read back (e.g. written by a newer version).
+    Corrupt(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound => write!(f, "not found"),
+            StoreError::Conflict { from, to } => {
+                write!(f, "a {} run cannot become {}", from.as_str(), to.as_str())
+            }
+            StoreError::Database(e) => write!(
+                f,
+                "database error: {e}; check DATABASE_URL and that the database is up"
+            ),
+            StoreError::Migration(e) => write!(f, "migration failed: {e}"),
+            StoreError::Corrupt(e) => write!(f, "stored data unreadable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            e => StoreError::Database(e),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A new, unique, URL-safe id: time-ordered, with a process-local counter
+/// and scrambled bits (time, pid, address) so ids from several processes do
+/// not collide.
+pub fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // Mix the address of a stack value (ASLR) and the pid for cross-process entropy.
+    let local = 0u8;
+    let salt = (&local as *const u8 as u64) ^ ((std::process::id() as u64) << 32);
+    let mixed = (nanos as u64 ^ salt.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ count;
+    // Milliseconds, then the counter: ids sort in creation order within a
+    // process (recommendations are listed in id order).
+    format!(
+        "{:012x}{:06x}{:010x}",
+        (nanos / 1_000_000) as u64 & 0xffff_ffff_ffff,
+        count & 0xff_ffff,
+        mixed & 0xff_ffff_ffff
+    )
+}
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// What a new run is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub fleet_id: String,
+    pub name: String,
+    pub mode: RunMode,
+    pub spec: serde_json::Value,
+}
+
+/// A move recommended by a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recommendation {
+    pub id: String,
+    pub run_id: String,
+    pub fleet_id: String,
+    pub from_zone: String,
+    pub to_zone: String,
+    pub vehicles: i64,
+    pub km: f64,
+    pub cost: f64,
+    pub benefit_per_vehicle: f64,
+    pub explanation: String,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// A page of a list, with the cursor of the next page if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// The service's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite://path`; a missing SQLite
+    /// file is created).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_owned(),
+        };
+        // SQLite allows one writer: a single connection serialises writes
+        // instead of failing them with "database is locked".
+        let max = if backend == Backend::Sqlite { 1 } else { 10 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the migrations in `migrations/` that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../migrations")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migration)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn create_run(&self, new: NewRun) -> Result<Run, StoreError> {
+        let now = now_ms();
+        let run = Run {
+            id: new_id(),
+            fleet_id: new.fleet_id,
+            name: new.name,
+            mode: new.mode,
+            status: RunStatus::Pending,
+            spec: new.spec,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO optimization_runs (id, fleet_id, name, mode, status, spec, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)",
+        )
+        .bind(&run.id)
+        .bind(&run.fleet_id)
+        .bind(&run.name)
+        .bind(run.mode.as_str())
+        .bind(run.status.as_str())
+        .bind(run.spec.to_string())
+        .bind(run.created_at)
+        .bind(run.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(run)
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Run, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM optimization_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        read_run(&row)
+    }
+
+    /// Runs in creation order, optionally of one fleet and/or status, at most
+    /// `limit` per page; `cursor` continues after a previous page.
+    pub async fn list_runs(
+        &self,
+        fleet_id: Option<&str>,
+        status: Option<RunStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Run>, StoreError> {
+        let (after_time, after_id) = match cursor {
+            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
+            None => (i64::MIN, String::new()),
+        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM optimization_runs \
+             WHERE ($1 = '' OR fleet_id = $1) AND ($2 = '' OR status = $2) \
+               AND (created_at > $3 OR (created_at = $3 AND id > $4)) \
+             ORDER BY created_at, id LIMIT $5"
+        ))
+        .bind(fleet_id.unwrap_or(""))
+        .bind(status.map_or("", RunStatus::as_str))
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(read_run).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            let last = &items[limit - 1];
+            format!("{}.{}", last.created_at, last.id)
+        });
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Moves run `id` to `next` if its current status allows it; `error`
+    /// records why a run failed.
+    pub async fn transition(
+        &self,
+        id: &str,
+        next: RunStatus,
+        error: Option<&str>,
+    ) -> Result<Run, StoreError> {
+        let current = self.get_run(id).await?;
+        if !current.status.can_become(next) {
+            return Err(StoreError::Conflict {
+                from: current.status,
+                to: next,
+            });
+        }
+        let changed = sqlx::query(
+            "UPDATE optimization_runs SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(next.as_str())
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .bind(current.status.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            // Someone else changed it between our read and write.
+            let now = self.get_run(id).await?;
+            return Err(StoreError::Conflict {
+                from: now.status,
+                to: next,
+            });
+        }
+        self.get_run(id).await
+    }
+
+    /// Removes a run with its result and recommendations.
+    pub async fn delete_run(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM optimization_recommendations WHERE run_id = $1",
+            "DELETE FROM optimization_results WHERE run_id = $1",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        let gone = sqlx::query("DELETE FROM optimization_runs WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a run's result (its solve report) and recommendations at once.
+    pub async fn save_outcome(
+        &self,
+        run_id: &str,
+        objective: f64,
+        report: &serde_json::Value,
+        recommendations: &[Recommendation],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO optimization_results (run_id, objective, report, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(run_id)
+            .bind(objective)
+            .bind(report.to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        for r in recommendations {
+            sqlx::query(
+                "INSERT INTO optimization_recommendations (id, run_id, fleet_id, from_zone, to_zone, vehicles, km, \
+                 cost, benefit_per_vehicle, explanation, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            )
+            .bind(&r.id)
+            .bind(run_id)
+            .bind(&r.fleet_id)
+            .bind(&r.from_zone)
+            .bind(&r.to_zone)
+            .bind(r.vehicles)
+            .bind(r.km)
+            .bind(r.cost)
+            .bind(r.benefit_per_vehicle)
+            .bind(&r.explanation)
+            .bind(&r.status)
+            .bind(r.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A run's stored result: objective and report.
+    pub async fn get_result(&self, run_id: &str) -> Result<(f64, serde_json::Value), StoreError> {
+        let row =
+            sqlx::query("SELECT objective, report FROM optimization_results WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let report: String = row.try_get("report")?;
+        let report =
+            serde_json::from_str(&report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((row.try_get("objective")?, report))
+    }
+
+    /// A run's recommendations, in the order they were stored.
+    pub async fn list_recommendations(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, fleet_id, from_zone, to_zone, vehicles, km, cost, benefit_per_vehicle, \
+             explanation, status, created_at FROM optimization_recommendations WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Recommendation {
+                    id: r.try_get("id")?,
+                    run_id: r.try_get("run_id")?,
+                    fleet_id: r.try_get("fleet_id")?,
+                    from_zone: r.try_get("from_zone")?,
+                    to_zone: r.try_get("to_zone")?,
+                    vehicles: r.try_get("vehicles")?,
+                    km: r.try_get("km")?,
+                    cost: r.try_get("cost")?,
+                    benefit_per_vehicle: r.try_get("benefit_per_vehicle")?,
+                    explanation: r.try_get("explanation")?,
+                    status: r.try_get("status")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn read_run(row: &AnyRow) -> Result<Run, StoreError> {
+    let corrupt = |what: &str, value: &str| StoreError::Corrupt(format!("{what} {value:?}"));
+    let mode: String = row.try_get("mode")?;
+    let status: String = row.try_get("status")?;
+    let spec: String = row.try_get("spec")?;
+    Ok(Run {
+        id: row.try_get("id")?,
+        fleet_id: row.try_get("fleet_id")?,
+        name: row.try_get("name")?,
+        mode: RunMode::parse(&mode).ok_or_else(|| corrupt("mode", &mode))?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        spec: serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// `created_at.id` of the last row of the previous page.
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (time, id) = cursor.split_once('.')?;
+    Some((time.parse().ok()?, id.to_owned()))
+}
