@@ -23,11 +23,11 @@ help: ## List the targets
 dev-deps: ## Check (and install if missing) the toolchain the build and tests need
 	@scripts/dev-deps.sh
 
-migrate: ## Apply database migrations (arrives with the API issue)
-	@echo "make migrate: not available until the API issue (issue 3) lands" >&2; exit 1
+migrate: ## Apply database migrations (DATABASE_URL, default the embedded SQLite file under DATA_DIR)
+	$(CARGO) run --release -- migrate
 
-run: ## Run the service (release build); pass arguments with ARGS="..."
-	$(CARGO) run --release -- $(ARGS)
+run: ## Run the service, embedded by default (SQLite under DATA_DIR); override with ARGS="..."
+	$(CARGO) run --release -- $(or $(ARGS),serve)
 
 test: dev-deps ## All tests: unit, integration, doctests, and benches run once in test mode
 	$(CARGO) test --workspace --all-targets

@@ -5,7 +5,7 @@
 # system packages with apt-get when running as root (Debian/Ubuntu), the Rust
 # toolchain with rustup. Otherwise it names what is missing and exits 1.
 #
-# Needed today:
+# Needed today (PostgreSQL too, for the store and API tests):
 #   - a C toolchain (cc, ar): Rust's linker on Linux;
 #   - a C++ compiler (c++ / g++, or $CXX): compiles LEMON for the test/bench-only
 #     crate engine/lemon-reference (the engine's reference solver);
@@ -83,4 +83,23 @@ for tool in fmt clippy; do
     fi
 done
 
-log "ok (rustc $have_rust, $("$cxx" --version | head -n1))"
+# --- PostgreSQL ------------------------------------------------------------------
+# The store and API tests talk to a real server: TEST_DATABASE_URL, default the
+# local cluster (127.0.0.1:5432, trust auth, database `test`). Start it if it is
+# installed but down; install it only if it is missing and we are root.
+pg_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+pg_up() { have pg_isready && pg_isready -q -d "$pg_url"; }
+if ! pg_up; then
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1 && [ -z "${TEST_DATABASE_URL:-}" ]; then
+        apt_install postgresql
+    fi
+    if have pg_ctlcluster && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+        version=$(ls /etc/postgresql | sort -V | tail -n1)
+        log "starting PostgreSQL $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+        for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+    fi
+    pg_up || die "PostgreSQL does not answer at $pg_url (set TEST_DATABASE_URL to a reachable database)"
+fi
+
+log "ok (rustc $have_rust, $("$cxx" --version | head -n1), PostgreSQL at ${pg_url##*@})"

@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(cli::serve::ServeArgs),
+    Migrate(cli::serve::MigrateArgs),
     Solve(cli::solve::SolveArgs),
     NycProblem(cli::nyc::NycArgs),
 }
@@ -29,6 +31,8 @@ fn main() -> ExitCode {
     // The commands never panic on any input; should a bug make them, answer
     // with exit code 1 rather than Rust's 101.
     let outcome = std::panic::catch_unwind(|| match &cli.command {
+        Command::Serve(args) => cli::serve::run_serve(args),
+        Command::Migrate(args) => cli::serve::run_migrate(args),
         Command::Solve(args) => cli::solve::run(args),
         Command::NycProblem(args) => cli::nyc::run(args),
     });

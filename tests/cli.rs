@@ -531,3 +531,65 @@ fn nyc_problem_from_real_data_solves_with_a_pareto_front() {
     assert!(front.iter().any(|p| p["unmet"] == best["unmet"]
         && close(&p["empty_km"], best["empty_km"].as_f64().unwrap())));
 }
+
+/// `serve` with nothing configured: SQLite under DATA_DIR, migrated at
+/// start, answering on PORT; SIGTERM stops it cleanly.
+#[test]
+fn serve_runs_embedded_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    let dir = std::env::temp_dir().join(format!("fleet-serve-{}", std::process::id()));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
+        .args(["serve", "--port", &port.to_string()])
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", &dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        if let Some(answer) = get("/health") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "serve never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"database\":\"ok\""), "{health}");
+    assert!(dir.join("fleet-optimization.db").exists());
+    let list = get("/api/v1/fleet-optimization/runs").unwrap();
+    assert!(
+        list.starts_with("HTTP/1.1 200") && list.contains("\"items\":[]"),
+        "{list}"
+    );
+
+    // SIGTERM: graceful shutdown, exit code 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

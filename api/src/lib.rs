@@ -7,5 +7,6 @@
 //! Architecture invariant: the engine does the optimizing; this crate only
 //! stores, serves and schedules.
 
+pub mod http;
 pub mod run;
 pub mod store;

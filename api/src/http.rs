@@ -1,0 +1,445 @@
+//! The HTTP API (DESIGN.md section 4): thin axum handlers over the store and
+//! the engine. Errors are RFC 7807 `application/problem+json` documents that
+//! name the offending field.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fleet_engine::optimize::{optimize, pareto_front};
+use fleet_engine::problem_file::{report, ProblemFile};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::run::{Run, RunMode, RunStatus};
+use crate::store::{new_id, now_ms, NewRun, Recommendation, Store, StoreError};
+
+/// Base path of every resource.
+pub const BASE: &str = "/api/v1/fleet-optimization";
+/// Largest page a list returns.
+pub const MAX_LIMIT: usize = 500;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Bounds how many runs execute at once; the rest wait in line.
+    pub workers: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(store: Store, workers: usize) -> Self {
+        AppState {
+            store,
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+        }
+    }
+}
+
+/// The service's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route(&format!("{BASE}/runs"), get(list_runs).post(create_run))
+        .route(
+            &format!("{BASE}/runs/{{id}}"),
+            get(get_run).put(update_run).delete(delete_run),
+        )
+        .route(&format!("{BASE}/runs/{{id}}/results"), get(get_results))
+        .route(
+            &format!("{BASE}/runs/{{id}}/recommendations"),
+            get(get_recommendations),
+        )
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route", None) })
+        .with_state(state)
+}
+
+/// An RFC 7807 problem document.
+fn problem(status: StatusCode, detail: impl Into<String>, field: Option<&str>) -> Response {
+    let mut body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+    });
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::NotFound => problem(StatusCode::NOT_FOUND, "no such resource", None),
+        StoreError::Conflict { .. } => problem(StatusCode::CONFLICT, e.to_string(), Some("status")),
+        e => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
+    }
+}
+
+fn bad_json(e: JsonRejection) -> Response {
+    let status = match e {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    // serde's message names the path, e.g. "fleet_id: invalid type: …".
+    let text = e.body_text();
+    let field = text
+        .split_once(": ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map(|(path, _)| path.to_owned());
+    problem(status, text, field.as_deref())
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let database = if state.store.ping().await {
+        "ok"
+    } else {
+        "down"
+    };
+    let status = if database == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if database == "ok" { "ok" } else { "degraded" },
+        "dependencies": {
+            "database": database,
+            "redis": "embedded",
+            "kafka": "embedded",
+            "clickhouse": "embedded",
+        },
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The body of `POST /runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRun {
+    fleet_id: String,
+    name: String,
+    #[serde(default = "one_shot")]
+    mode: RunMode,
+    #[serde(default)]
+    objectives: Option<Value>,
+    #[serde(default)]
+    constraints: Option<Value>,
+    #[serde(default)]
+    horizon: Option<Value>,
+    #[serde(default)]
+    problem: Option<Value>,
+}
+
+fn one_shot() -> RunMode {
+    RunMode::OneShot
+}
+
+async fn create_run(
+    State(state): State<AppState>,
+    body: Result<Json<CreateRun>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    for (field, value) in [("fleet_id", &body.fleet_id), ("name", &body.name)] {
+        if value.trim().is_empty() || value.len() > 200 {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "must be 1 to 200 characters",
+                Some(field),
+            );
+        }
+    }
+    if body.mode == RunMode::Continuous {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "continuous runs need the streaming pipeline, which is not part of this build yet; use one_shot",
+            Some("mode"),
+        );
+    }
+    // Until the pipeline provides live zone state, a run needs an inline problem.
+    let Some(problem_doc) = body.problem.clone() else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "an inline `problem` (DESIGN.md 2.1) is required until live zone state is available",
+            Some("problem"),
+        );
+    };
+    // Validate now, so a bad problem is a 422 and nothing is stored.
+    let parsed = serde_json::from_value::<ProblemFile>(problem_doc)
+        .map_err(|e| (String::from("problem"), e.to_string()))
+        .and_then(|file| {
+            file.into_problem()
+                .map_err(|e| (format!("problem.{}", e.field), e.message))
+        });
+    if let Err((field, message)) = parsed {
+        return problem(StatusCode::UNPROCESSABLE_ENTITY, message, Some(&field));
+    }
+    let spec = json!({
+        "objectives": body.objectives,
+        "constraints": body.constraints,
+        "horizon": body.horizon,
+        "problem": body.problem,
+    });
+    let new = NewRun {
+        fleet_id: body.fleet_id,
+        name: body.name,
+        mode: body.mode,
+        spec,
+    };
+    let run = match state.store.create_run(new).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    tokio::spawn(execute(state.clone(), run.id.clone()));
+    let location = format!("{BASE}/runs/{}", run.id);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(run),
+    )
+        .into_response()
+}
+
+/// Runs the engine for a stored run, on a worker slot, and stores the outcome.
+pub async fn execute(state: AppState, id: String) {
+    let Ok(_slot) = state.workers.clone().acquire_owned().await else {
+        return;
+    };
+    // Cancelled (or deleted) while waiting: nothing to do.
+    let Ok(run) = state.store.transition(&id, RunStatus::Running, None).await else {
+        return;
+    };
+    let outcome = tokio::task::spawn_blocking(move || solve_run(&run)).await;
+    let result = match outcome {
+        Ok(Ok((objective, report, recs))) => state
+            .store
+            .save_outcome(&id, objective, &report, &recs)
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(Err(message)) => Err(message),
+        Err(panic) => Err(format!("solver task failed: {panic}")),
+    };
+    let _ = match result {
+        Ok(()) => {
+            state
+                .store
+                .transition(&id, RunStatus::Succeeded, None)
+                .await
+        }
+        Err(message) => {
+            state
+                .store
+                .transition(&id, RunStatus::Failed, Some(&message))
+                .await
+        }
+    };
+}
+
+type Outcome = (f64, Value, Vec<Recommendation>);
+
+fn solve_run(run: &Run) -> Result<Outcome, String> {
+    let file: ProblemFile =
+        serde_json::from_value(run.spec["problem"].clone()).map_err(|e| e.to_string())?;
+    let (problem, points) = file.into_problem().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let solved = optimize(&problem).map_err(|e| e.to_string())?;
+    let solve_ms = start.elapsed().as_secs_f64() * 1e3;
+    let front = if points == 0 {
+        Vec::new()
+    } else {
+        pareto_front(&problem, points).map_err(|e| e.to_string())?
+    };
+    let doc = report(&problem, &solved, &front, solve_ms);
+    let now = now_ms();
+    let recs = doc
+        .moves
+        .iter()
+        .map(|m| Recommendation {
+            id: new_id(),
+            run_id: run.id.clone(),
+            fleet_id: run.fleet_id.clone(),
+            from_zone: m.from.clone(),
+            to_zone: m.to.clone(),
+            vehicles: m.vehicles as i64,
+            km: m.km,
+            cost: m.cost,
+            benefit_per_vehicle: m.why.benefit_per_vehicle,
+            explanation: m.why.reason.clone(),
+            status: "proposed".into(),
+            created_at: now,
+        })
+        .collect();
+    let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
+    Ok((doc.objective, value, recs))
+}
+
+async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.store.get_run(&id).await {
+        Ok(run) => Json(run).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    fleet_id: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), Some("limit")),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("must be between 1 and {MAX_LIMIT}"),
+            Some("limit"),
+        );
+    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => match RunStatus::parse(s) {
+            Some(s) => Some(s),
+            None => return problem(StatusCode::BAD_REQUEST, "not a run status", Some("status")),
+        },
+    };
+    match state
+        .store
+        .list_runs(q.fleet_id.as_deref(), status, limit, q.cursor.as_deref())
+        .await
+    {
+        Ok(page) => {
+            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
+        }
+        Err(StoreError::NotFound) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a cursor this service issued",
+            Some("cursor"),
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+/// The body of `PUT /runs/{id}`: only cancelling is supported so far.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRun {
+    status: RunStatus,
+}
+
+async fn update_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateRun>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    if body.status != RunStatus::Cancelled {
+        return problem(
+            StatusCode::CONFLICT,
+            "a client may only cancel a run; the service moves it through its other states",
+            Some("status"),
+        );
+    }
+    match state
+        .store
+        .transition(&id, RunStatus::Cancelled, None)
+        .await
+    {
+        Ok(run) => Json(run).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    // Cancel first if still active, so a waiting worker does not start it.
+    if let Ok(run) = state.store.get_run(&id).await {
+        if !run.status.is_final() {
+            let _ = state
+                .store
+                .transition(&id, RunStatus::Cancelled, None)
+                .await;
+        }
+    }
+    match state.store.delete_run(&id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = state.store.get_run(&id).await {
+        return store_error(e);
+    }
+    match state.store.get_result(&id).await {
+        Ok((objective, report)) => {
+            Json(json!({"run_id": id, "objective": objective, "report": report})).into_response()
+        }
+        Err(StoreError::NotFound) => {
+            problem(StatusCode::NOT_FOUND, "the run has no result yet", None)
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn get_recommendations(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = state.store.get_run(&id).await {
+        return store_error(e);
+    }
+    match state.store.list_recommendations(&id).await {
+        Ok(items) => Json(json!({"items": items})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes the
+/// requests in flight.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,348 @@
+//! The real service on a random port, against a real SQLite file and the
+//! real PostgreSQL server: every endpoint, the run lifecycle and bad input.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleet_api::http::{router, AppState, BASE};
+use fleet_api::store::{new_id, Store};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+fn postgres_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn stores() -> Vec<Store> {
+    let file = std::env::temp_dir().join(format!("fleet-http-{}.db", new_id()));
+    let mut out = Vec::new();
+    for url in [format!("sqlite://{}", file.display()), postgres_url()] {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        out.push(store);
+    }
+    out
+}
+
+/// Starts the service on 127.0.0.1:<random>; returns its base URL.
+async fn spawn(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn manhattan() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/manhattan.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn problem_field(resp: reqwest::Response) -> (StatusCode, Option<String>) {
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/problem+json"),
+        "status {status}"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    (status, body["field"].as_str().map(str::to_owned))
+}
+
+/// Polls a run until it reaches a final status (bounded: fails after 30 s).
+async fn wait_final(client: &Client, url: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        if ["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap()) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run never finished: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_executes_and_its_results_and_recommendations_are_served() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 2)).await;
+        let client = Client::new();
+        let health: Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["dependencies"]["database"], "ok");
+
+        let fleet = format!("fleet-{}", new_id());
+        let resp = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(&json!({"fleet_id": fleet, "name": "evening", "problem": manhattan()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        let created: Value = resp.json().await.unwrap();
+        assert_eq!(
+            location,
+            format!("{BASE}/runs/{}", created["id"].as_str().unwrap())
+        );
+        assert_eq!(created["status"], "pending");
+
+        let run = wait_final(&client, &format!("{base}{location}")).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let results: Value = client
+            .get(format!("{base}{location}/results"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let moves = results["report"]["moves"].as_array().unwrap().len();
+        assert!(
+            moves > 0 && results["objective"].as_f64().unwrap() > 0.0,
+            "{results}"
+        );
+        assert!(!results["report"]["pareto"].as_array().unwrap().is_empty());
+        let recs: Value = client
+            .get(format!("{base}{location}/recommendations"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let recs = recs["items"].as_array().unwrap();
+        assert_eq!(recs.len(), moves);
+        assert!(recs
+            .iter()
+            .all(|r| r["status"] == "proposed" && r["fleet_id"] == fleet.as_str()));
+
+        let list: Value = client
+            .get(format!("{base}{BASE}/runs?fleet_id={fleet}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+        // A finished run cannot be cancelled; deleting removes it and its outcome.
+        let resp = client
+            .put(format!("{base}{location}"))
+            .json(&json!({"status": "cancelled"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_field(resp).await,
+            (StatusCode::CONFLICT, Some("status".into()))
+        );
+        let resp = client
+            .delete(format!("{base}{location}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        for path in ["", "/results", "/recommendations"] {
+            let resp = client
+                .get(format!("{base}{location}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+        }
+    }
+}
+
+#[tokio::test]
+async fn pending_runs_can_be_cancelled_and_then_never_run() {
+    for store in stores().await {
+        // No worker slot: runs wait as pending until one is added.
+        let state = AppState {
+            store,
+            workers: Arc::new(Semaphore::new(0)),
+        };
+        let workers = state.workers.clone();
+        let base = spawn(state).await;
+        let client = Client::new();
+        let fleet = format!("fleet-{}", new_id());
+        let created: Value = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(&json!({"fleet_id": fleet, "name": "waits", "problem": manhattan()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+        // Only cancelling is a client's to ask for.
+        let resp = client
+            .put(&url)
+            .json(&json!({"status": "succeeded"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_field(resp).await,
+            (StatusCode::CONFLICT, Some("status".into()))
+        );
+        let cancelled: Value = client
+            .put(&url)
+            .json(&json!({"status": "cancelled"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(cancelled["status"], "cancelled");
+        workers.add_permits(1);
+        let run = wait_final(&client, &url).await;
+        assert_eq!(run["status"], "cancelled");
+        let resp = client.get(format!("{url}/results")).send().await.unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_document_naming_the_field_and_stores_nothing() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 1)).await;
+        let client = Client::new();
+        let fleet = format!("fleet-{}", new_id());
+        let runs = format!("{base}{BASE}/runs");
+        let post = |body: String| {
+            client
+                .post(&runs)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+
+        let mut bad_problem = manhattan();
+        bad_problem["zones"][1]["idle"] = json!(-3);
+        let mut bad_matrix = manhattan();
+        bad_matrix["travel"] = json!({"matrix_km": [[0.0, 1.0]]});
+        let cases: Vec<(String, StatusCode, Option<&str>)> = vec![
+            ("{\"fleet_id\": ".into(), StatusCode::BAD_REQUEST, None),
+            (
+                json!({"fleet_id": 7, "name": "x"}).to_string(),
+                StatusCode::BAD_REQUEST,
+                Some("fleet_id"),
+            ),
+            (
+                json!({"fleet_id": fleet, "name": "x", "problem": manhattan(), "colour": 1})
+                    .to_string(),
+                StatusCode::BAD_REQUEST,
+                None,
+            ),
+            (
+                json!({"fleet_id": fleet, "name": ""}).to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("name"),
+            ),
+            (
+                json!({"fleet_id": fleet, "name": "x"}).to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("problem"),
+            ),
+            (
+                json!({"fleet_id": fleet, "name": "x", "mode": "sometimes"}).to_string(),
+                StatusCode::BAD_REQUEST,
+                Some("mode"),
+            ),
+            (
+                json!({"fleet_id": fleet, "name": "x", "problem": bad_problem}).to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("problem"),
+            ),
+            (
+                json!({"fleet_id": fleet, "name": "x", "problem": bad_matrix}).to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("problem.travel.matrix_km"),
+            ),
+        ];
+        for (body, status, field) in cases {
+            let resp = post(body.clone()).await.unwrap();
+            let (got, got_field) = problem_field(resp).await;
+            assert_eq!(got, status, "{body}");
+            if let Some(field) = field {
+                let got_field = got_field.unwrap_or_default();
+                assert!(
+                    got_field.starts_with(field),
+                    "{body}: field {got_field:?}, wanted {field}"
+                );
+            }
+        }
+        // Oversized bodies are refused before parsing.
+        let huge = format!(
+            "{{\"fleet_id\": \"{fleet}\", \"name\": \"{}\"}}",
+            "x".repeat(3 << 20)
+        );
+        assert_eq!(
+            post(huge).await.unwrap().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        // Nothing was stored for this fleet.
+        let list: Value = client
+            .get(format!("{runs}?fleet_id={fleet}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(list["items"].as_array().unwrap().is_empty());
+
+        for (query, field) in [
+            ("limit=501", "limit"),
+            ("limit=0", "limit"),
+            ("status=done", "status"),
+            ("cursor=zz", "cursor"),
+        ] {
+            let resp = client.get(format!("{runs}?{query}")).send().await.unwrap();
+            assert_eq!(
+                problem_field(resp).await,
+                (StatusCode::BAD_REQUEST, Some(field.into())),
+                "{query}"
+            );
+        }
+        for path in ["/nope", "/nope/results", "/nope/recommendations"] {
+            let resp = client.get(format!("{runs}{path}")).send().await.unwrap();
+            assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+        }
+        let resp = client.delete(format!("{runs}/nope")).send().await.unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+        let resp = client
+            .put(format!("{runs}/nope"))
+            .json(&json!({"status": "cancelled"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+        let resp = client
+            .get(format!("{base}/no/such/route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+    }
+}
