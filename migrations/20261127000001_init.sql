@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS fleet_rebalancing (
     fleet_id    TEXT NOT NULL,
     run_id      TEXT,
     status      TEXT NOT NULL,             -- planned | in_progress | completed | cancelled
-    moves       TEXT NOT NULL,             -- JSON
+    moves       TEXT NOT NULL,             -- JSON: [{from, to, vehicles}]
+    recommendation_ids TEXT NOT NULL,      -- JSON: ids accepted by this operation
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use crate::rebalancing::{PlannedMove, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 use crate::store::{new_id, now_ms, NewRun, Recommendation, Store, StoreError};
 
@@ -56,6 +57,16 @@ pub fn router(state: AppState) -> Router {
             &format!("{BASE}/runs/{{id}}/recommendations"),
             get(get_recommendations),
         )
+        .route(
+            &format!("{BASE}/rebalancing"),
+            get(list_rebalancing).post(create_rebalancing),
+        )
+        .route(
+            &format!("{BASE}/rebalancing/{{id}}"),
+            get(get_rebalancing)
+                .put(update_rebalancing)
+                .delete(delete_rebalancing),
+        )
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(state)
 }
@@ -83,6 +94,7 @@ fn store_error(e: StoreError) -> Response {
     match e {
         StoreError::NotFound => problem(StatusCode::NOT_FOUND, "no such resource", None),
         StoreError::Conflict { .. } => problem(StatusCode::CONFLICT, e.to_string(), Some("status")),
+        StoreError::Refused(why) => problem(StatusCode::CONFLICT, why, None),
         e => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
     }
 }
@@ -295,6 +307,18 @@ async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     }
 }
 
+/// The page size asked for (default 50), or the problem to answer with.
+fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
+    match limit.unwrap_or(50) {
+        limit @ 1..=MAX_LIMIT => Ok(limit),
+        _ => Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!("must be between 1 and {MAX_LIMIT}"),
+            Some("limit"),
+        )),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     fleet_id: Option<String>,
@@ -311,20 +335,16 @@ async fn list_runs(
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), Some("limit")),
     };
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_LIMIT {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("must be between 1 and {MAX_LIMIT}"),
-            Some("limit"),
-        );
-    }
-    let status = match q.status.as_deref() {
+    let limit = match page_limit(q.limit) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
+    let status = match q.status.as_deref().map(|s| RunStatus::parse(s).ok_or(s)) {
         None => None,
-        Some(s) => match RunStatus::parse(s) {
-            Some(s) => Some(s),
-            None => return problem(StatusCode::BAD_REQUEST, "not a run status", Some("status")),
-        },
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => {
+            return problem(StatusCode::BAD_REQUEST, "not a run status", Some("status"))
+        }
     };
     match state
         .store
@@ -441,5 +461,157 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {}
         _ = terminate => {}
+    }
+}
+
+/// The body of `POST /rebalancing`: a run's recommendations, or explicit moves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRebalancing {
+    fleet_id: String,
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    recommendation_ids: Vec<String>,
+    #[serde(default)]
+    moves: Vec<PlannedMove>,
+}
+
+async fn create_rebalancing(
+    State(state): State<AppState>,
+    body: Result<Json<CreateRebalancing>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    if body.fleet_id.trim().is_empty() {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "must not be empty",
+            Some("fleet_id"),
+        );
+    }
+    match (body.recommendation_ids.is_empty(), body.moves.is_empty()) {
+        (true, true) | (false, false) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give either `recommendation_ids` (of a run) or explicit `moves`, not both",
+                Some("recommendation_ids"),
+            )
+        }
+        _ => {}
+    }
+    if let Some(k) = body
+        .moves
+        .iter()
+        .position(|m| m.vehicles == 0 || m.from == m.to || m.from.is_empty())
+    {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a move needs distinct, non-empty zones and at least one vehicle",
+            Some(&format!("moves[{k}]")),
+        );
+    }
+    let created = state
+        .store
+        .create_rebalancing(
+            &body.fleet_id,
+            body.run_id.as_deref(),
+            &body.recommendation_ids,
+            body.moves,
+        )
+        .await;
+    match created {
+        Ok(op) => {
+            let location = format!("{BASE}/rebalancing/{}", op.id);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(op),
+            )
+                .into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn get_rebalancing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.store.get_rebalancing(&id).await {
+        Ok(op) => Json(op).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn list_rebalancing(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), Some("limit")),
+    };
+    let limit = match page_limit(q.limit) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
+    let status = match q
+        .status
+        .as_deref()
+        .map(|s| RebalancingStatus::parse(s).ok_or(s))
+    {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "not a rebalancing status",
+                Some("status"),
+            )
+        }
+    };
+    match state
+        .store
+        .list_rebalancing(q.fleet_id.as_deref(), status, limit, q.cursor.as_deref())
+        .await
+    {
+        Ok(page) => {
+            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
+        }
+        Err(StoreError::NotFound) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a cursor this service issued",
+            Some("cursor"),
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRebalancing {
+    status: RebalancingStatus,
+}
+
+async fn update_rebalancing(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateRebalancing>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    match state.store.transition_rebalancing(&id, body.status).await {
+        Ok(op) => Json(op).into_response(),
+        Err(StoreError::Refused(why)) => problem(StatusCode::CONFLICT, why, Some("status")),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn delete_rebalancing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.store.delete_rebalancing(&id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => store_error(e),
     }
 }

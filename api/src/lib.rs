@@ -8,5 +8,6 @@
 //! stores, serves and schedules.
 
 pub mod http;
+pub mod rebalancing;
 pub mod run;
 pub mod store;

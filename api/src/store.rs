@@ -14,10 +14,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::rebalancing::{PlannedMove, Rebalancing, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 
 /// The columns [`read_run`] reads, in one place (a macro so that `concat!`
 /// keeps the statements static, as sqlx requires).
+macro_rules! rebalancing_columns {
+    () => {
+        "id, fleet_id, run_id, status, moves, recommendation_ids, created_at, updated_at"
+    };
+}
+
 macro_rules! run_columns {
     () => {
         "id, fleet_id, name, mode, status, spec, error, created_at, updated_at"
@@ -31,6 +38,9 @@ pub enum StoreError {
     NotFound,
     /// The run is not in a state that allows the change.
     Conflict { from: RunStatus, to: RunStatus },
+    /// A state change another resource's state forbids (e.g. a recommendation
+    /// already accepted, an operation already completed).
+    Refused(String),
     /// The database failed or is unreachable.
     Database(sqlx::Error),
     /// Applying the migrations failed.
@@ -43,6 +53,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::NotFound => write!(f, "not found"),
+            StoreError::Refused(why) => write!(f, "{why}"),
             StoreError::Conflict { from, to } => {
                 write!(f, "a {} run cannot become {}", from.as_str(), to.as_str())
             }
@@ -257,13 +268,8 @@ impl Store {
         .bind(limit as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(read_run).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            let last = &items[limit - 1];
-            format!("{}.{}", last.created_at, last.id)
-        });
-        Ok(Page { items, next_cursor })
+        let items = rows.iter().map(read_run).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, limit, |r| (r.created_at, r.id.clone())))
     }
 
     /// Moves run `id` to `next` if its current status allows it; `error`
@@ -408,6 +414,204 @@ impl Store {
             })
             .collect()
     }
+}
+
+impl Store {
+    /// Creates a planned operation. With `recommendation_ids`, their moves
+    /// are taken and each recommendation goes from `proposed` to `accepted`
+    /// (all or none: one already taken, or of another fleet, refuses the
+    /// whole operation); otherwise `moves` are used as given.
+    pub async fn create_rebalancing(
+        &self,
+        fleet_id: &str,
+        run_id: Option<&str>,
+        recommendation_ids: &[String],
+        moves: Vec<PlannedMove>,
+    ) -> Result<Rebalancing, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut moves = moves;
+        let now = now_ms();
+        for id in recommendation_ids {
+            let row = sqlx::query(
+                "SELECT run_id, fleet_id, from_zone, to_zone, vehicles, status FROM optimization_recommendations WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::Refused(format!("no recommendation {id}")))?;
+            let (rec_fleet, rec_run): (String, String) =
+                (row.try_get("fleet_id")?, row.try_get("run_id")?);
+            if rec_fleet != fleet_id || run_id.is_some_and(|r| r != rec_run) {
+                return Err(StoreError::Refused(format!("no recommendation {id}")));
+            }
+            let taken = sqlx::query(
+                "UPDATE optimization_recommendations SET status = 'accepted', updated_at = $1 WHERE id = $2 AND status = 'proposed'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken == 0 {
+                let status: String = row.try_get("status")?;
+                return Err(StoreError::Refused(format!(
+                    "recommendation {id} is already {status}"
+                )));
+            }
+            let vehicles: i64 = row.try_get("vehicles")?;
+            moves.push(PlannedMove {
+                from: row.try_get("from_zone")?,
+                to: row.try_get("to_zone")?,
+                vehicles: vehicles.clamp(0, u32::MAX as i64) as u32,
+            });
+        }
+        let op = Rebalancing {
+            id: new_id(),
+            fleet_id: fleet_id.to_owned(),
+            run_id: run_id.map(str::to_owned),
+            status: RebalancingStatus::Planned,
+            moves,
+            recommendation_ids: recommendation_ids.to_vec(),
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO fleet_rebalancing (id, fleet_id, run_id, status, moves, recommendation_ids, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&op.id)
+        .bind(&op.fleet_id)
+        .bind(op.run_id.as_deref())
+        .bind(op.status.as_str())
+        .bind(json_text(&op.moves)?)
+        .bind(json_text(&op.recommendation_ids)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(op)
+    }
+
+    pub async fn get_rebalancing(&self, id: &str) -> Result<Rebalancing, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            rebalancing_columns!(),
+            " FROM fleet_rebalancing WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        read_rebalancing(&row)
+    }
+
+    /// Operations in creation order, optionally of one fleet and/or status.
+    pub async fn list_rebalancing(
+        &self,
+        fleet_id: Option<&str>,
+        status: Option<RebalancingStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Rebalancing>, StoreError> {
+        let (after_time, after_id) = match cursor {
+            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
+            None => (i64::MIN, String::new()),
+        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            rebalancing_columns!(),
+            " FROM fleet_rebalancing \
+             WHERE ($1 = '' OR fleet_id = $1) AND ($2 = '' OR status = $2) \
+               AND (created_at > $3 OR (created_at = $3 AND id > $4)) \
+             ORDER BY created_at, id LIMIT $5"
+        ))
+        .bind(fleet_id.unwrap_or(""))
+        .bind(status.map_or("", RebalancingStatus::as_str))
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(read_rebalancing)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, limit, |r| (r.created_at, r.id.clone())))
+    }
+
+    /// Moves an operation to `next` if its current status allows it.
+    pub async fn transition_rebalancing(
+        &self,
+        id: &str,
+        next: RebalancingStatus,
+    ) -> Result<Rebalancing, StoreError> {
+        let current = self.get_rebalancing(id).await?;
+        let refused = |from: RebalancingStatus| {
+            StoreError::Refused(format!(
+                "a {} operation cannot become {}",
+                from.as_str(),
+                next.as_str()
+            ))
+        };
+        if !current.status.can_become(next) {
+            return Err(refused(current.status));
+        }
+        let changed = sqlx::query("UPDATE fleet_rebalancing SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+            .bind(next.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .bind(current.status.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(refused(self.get_rebalancing(id).await?.status));
+        }
+        self.get_rebalancing(id).await
+    }
+
+    pub async fn delete_rebalancing(&self, id: &str) -> Result<(), StoreError> {
+        let gone = sqlx::query("DELETE FROM fleet_rebalancing WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+/// Cuts `items` (fetched with one extra row) to `limit` and makes the
+/// cursor of the next page from the last row's `(created_at, id)`.
+fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        let (time, id) = key(&items[limit - 1]);
+        format!("{time}.{id}")
+    });
+    Page { items, next_cursor }
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn read_rebalancing(row: &AnyRow) -> Result<Rebalancing, StoreError> {
+    let status: String = row.try_get("status")?;
+    let moves: String = row.try_get("moves")?;
+    let ids: String = row.try_get("recommendation_ids")?;
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    Ok(Rebalancing {
+        id: row.try_get("id")?,
+        fleet_id: row.try_get("fleet_id")?,
+        run_id: row.try_get("run_id")?,
+        status: RebalancingStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        moves: serde_json::from_str(&moves).map_err(corrupt)?,
+        recommendation_ids: serde_json::from_str(&ids).map_err(corrupt)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 fn read_run(row: &AnyRow) -> Result<Run, StoreError> {

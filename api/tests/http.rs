@@ -346,3 +346,191 @@ async fn bad_input_is_a_problem_document_naming_the_field_and_stores_nothing() {
         assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn rebalancing_from_recommendations_accepts_them_once() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 2)).await;
+        let client = Client::new();
+        let fleet = format!("fleet-{}", new_id());
+        let created: Value = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(&json!({"fleet_id": fleet, "name": "for ops", "problem": manhattan()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let run_id = created["id"].as_str().unwrap().to_owned();
+        let run_url = format!("{base}{BASE}/runs/{run_id}");
+        assert_eq!(wait_final(&client, &run_url).await["status"], "succeeded");
+        let recs: Value = client
+            .get(format!("{run_url}/recommendations"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<String> = recs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.len() >= 2, "{recs}");
+
+        let ops = format!("{base}{BASE}/rebalancing");
+        // Another fleet cannot use them; nothing is accepted by the attempt.
+        let resp = client
+            .post(&ops)
+            .json(&json!({"fleet_id": "other", "recommendation_ids": ids}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
+        let resp = client
+            .post(&ops)
+            .json(&json!({"fleet_id": fleet, "run_id": run_id, "recommendation_ids": ids[..1]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let op: Value = resp.json().await.unwrap();
+        assert_eq!(op["status"], "planned");
+        assert_eq!(op["moves"].as_array().unwrap().len(), 1);
+        let recs: Value = client
+            .get(format!("{run_url}/recommendations"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = recs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == "accepted").count(),
+            1,
+            "{statuses:?}"
+        );
+        // Accepting the same one again (with a fresh one) is refused as a whole.
+        let resp = client
+            .post(&ops)
+            .json(
+                &json!({"fleet_id": fleet, "recommendation_ids": [ids[1].clone(), ids[0].clone()]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
+        let recs: Value = client
+            .get(format!("{run_url}/recommendations"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            recs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["status"] == "accepted")
+                .count(),
+            1
+        );
+
+        // Lifecycle: planned -> in_progress -> completed; nothing after.
+        let op_url = format!("{ops}/{}", op["id"].as_str().unwrap());
+        let resp = client
+            .put(&op_url)
+            .json(&json!({"status": "completed"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_field(resp).await,
+            (StatusCode::CONFLICT, Some("status".into()))
+        );
+        for next in ["in_progress", "completed"] {
+            let got: Value = client
+                .put(&op_url)
+                .json(&json!({"status": next}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(got["status"], next);
+        }
+        let resp = client
+            .put(&op_url)
+            .json(&json!({"status": "cancelled"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
+
+        // Explicit moves; bad bodies name the field.
+        let explicit: Value = client
+            .post(&ops)
+            .json(
+                &json!({"fleet_id": fleet, "moves": [{"from": "79", "to": "161", "vehicles": 2}]}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(explicit["status"], "planned");
+        for (body, field) in [
+            (json!({"fleet_id": fleet}), "recommendation_ids"),
+            (
+                json!({"fleet_id": fleet, "moves": [{"from": "a", "to": "a", "vehicles": 1}]}),
+                "moves[0]",
+            ),
+            (
+                json!({"fleet_id": fleet, "moves": [{"from": "a", "to": "b", "vehicles": -1}]}),
+                "moves[0].vehicles",
+            ),
+        ] {
+            let resp = client.post(&ops).json(&body).send().await.unwrap();
+            let (_, got) = problem_field(resp).await;
+            assert_eq!(got.as_deref(), Some(field), "{body}");
+        }
+        let list: Value = client
+            .get(format!("{ops}?fleet_id={fleet}&limit=1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 1);
+        let next = list["next_cursor"].as_str().unwrap();
+        let rest: Value = client
+            .get(format!("{ops}?fleet_id={fleet}&cursor={next}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            client.delete(&op_url).send().await.unwrap().status(),
+            StatusCode::NO_CONTENT
+        );
+        let resp = client.get(&op_url).send().await.unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+    }
+}
