@@ -308,6 +308,7 @@ async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 }
 
 /// The page size asked for (default 50), or the problem to answer with.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
 fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
     match limit.unwrap_or(50) {
         limit @ 1..=MAX_LIMIT => Ok(limit),
