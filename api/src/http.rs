@@ -19,7 +19,10 @@ use tokio::sync::Semaphore;
 
 use crate::rebalancing::{PlannedMove, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
-use crate::store::{new_id, now_ms, NewRun, Recommendation, Store, StoreError};
+use crate::store::{
+    new_id, now_ms, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
+};
+use crate::time::{parse_duration_ms, parse_rfc3339};
 
 /// Base path of every resource.
 pub const BASE: &str = "/api/v1/fleet-optimization";
@@ -56,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{BASE}/runs/{{id}}/recommendations"),
             get(get_recommendations),
+        )
+        .route(
+            &format!("{BASE}/metrics"),
+            get(query_metrics).post(ingest_metrics),
         )
         .route(
             &format!("{BASE}/rebalancing"),
@@ -236,18 +243,40 @@ pub async fn execute(state: AppState, id: String) {
     let Ok(run) = state.store.transition(&id, RunStatus::Running, None).await else {
         return;
     };
+    let fleet_id = run.fleet_id.clone();
     let outcome = tokio::task::spawn_blocking(move || solve_run(&run)).await;
     let result = match outcome {
-        Ok(Ok((objective, report, recs))) => state
+        Ok(Ok((objective, report, recs, solve_ms))) => state
             .store
             .save_outcome(&id, objective, &report, &recs)
             .await
+            .map(|()| solve_ms)
             .map_err(|e| e.to_string()),
         Ok(Err(message)) => Err(message),
         Err(panic) => Err(format!("solver task failed: {panic}")),
     };
+    // Built-in metrics: the service measures itself with the same points
+    // operators ingest.
+    let mut points = vec![(
+        "optimization_success",
+        if result.is_ok() { 1.0 } else { 0.0 },
+    )];
+    if let Ok(solve_ms) = result {
+        points.push(("optimization_execution_time_ms", solve_ms));
+    }
+    for (name, value) in points {
+        let point = MetricPoint {
+            name: name.into(),
+            value,
+            fleet_id: Some(fleet_id.clone()),
+            ts: now_ms(),
+            labels: serde_json::Map::new(),
+        };
+        // A metric that cannot be written must not fail the run.
+        let _ = state.store.insert_metric(&point).await;
+    }
     let _ = match result {
-        Ok(()) => {
+        Ok(_) => {
             state
                 .store
                 .transition(&id, RunStatus::Succeeded, None)
@@ -262,7 +291,8 @@ pub async fn execute(state: AppState, id: String) {
     };
 }
 
-type Outcome = (f64, Value, Vec<Recommendation>);
+/// Objective, solve report, recommendations and solve time (ms).
+type Outcome = (f64, Value, Vec<Recommendation>, f64);
 
 fn solve_run(run: &Run) -> Result<Outcome, String> {
     let file: ProblemFile =
@@ -297,7 +327,7 @@ fn solve_run(run: &Run) -> Result<Outcome, String> {
         })
         .collect();
     let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
-    Ok((doc.objective, value, recs))
+    Ok((doc.objective, value, recs, solve_ms))
 }
 
 async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -613,6 +643,182 @@ async fn update_rebalancing(
 async fn delete_rebalancing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.store.delete_rebalancing(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// A point as posted: `ts` is RFC 3339 or epoch milliseconds, default now.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointIn {
+    name: String,
+    value: f64,
+    #[serde(default)]
+    fleet_id: Option<String>,
+    #[serde(default)]
+    ts: Option<Value>,
+    #[serde(default)]
+    labels: serde_json::Map<String, Value>,
+}
+
+/// `POST /metrics`: one point or an array of points, all or nothing.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PointsIn {
+    One(PointIn),
+    Many(Vec<PointIn>),
+}
+
+/// Checks a posted point; the error names the field (`[k].name`).
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
+fn check_point(k: usize, p: PointIn) -> Result<MetricPoint, Response> {
+    let invalid = |field: &str, detail: &str| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            detail,
+            Some(&format!("[{k}].{field}")),
+        )
+    };
+    let name_ok = !p.name.is_empty()
+        && p.name.len() <= 200
+        && p.name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.:-".contains(&c));
+    if !name_ok {
+        return Err(invalid(
+            "name",
+            "1 to 200 letters, digits, `_`, `.`, `:` or `-`",
+        ));
+    }
+    if !p.value.is_finite() {
+        return Err(invalid("value", "must be a finite number"));
+    }
+    if let Some((key, _)) = p.labels.iter().find(|(_, v)| !v.is_string()) {
+        return Err(invalid(
+            &format!("labels.{key}"),
+            "label values must be strings",
+        ));
+    }
+    let ts = match &p.ts {
+        None => now_ms(),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| invalid("ts", "epoch milliseconds must be an integer"))?,
+        Some(Value::String(s)) => {
+            parse_rfc3339(s).ok_or_else(|| invalid("ts", "not an RFC 3339 timestamp"))?
+        }
+        Some(_) => return Err(invalid("ts", "an RFC 3339 string or epoch milliseconds")),
+    };
+    Ok(MetricPoint {
+        name: p.name,
+        value: p.value,
+        fleet_id: p.fleet_id,
+        ts,
+        labels: p.labels,
+    })
+}
+
+async fn ingest_metrics(
+    State(state): State<AppState>,
+    body: Result<Json<PointsIn>, JsonRejection>,
+) -> Response {
+    let points = match body {
+        Ok(Json(PointsIn::One(p))) => vec![p],
+        Ok(Json(PointsIn::Many(ps))) => ps,
+        Err(e) => return bad_json(e),
+    };
+    let mut checked = Vec::with_capacity(points.len());
+    for (k, p) in points.into_iter().enumerate() {
+        match check_point(k, p) {
+            Ok(point) => checked.push(point),
+            Err(response) => return response,
+        }
+    }
+    for point in &checked {
+        if let Err(e) = state.store.insert_metric(point).await {
+            return store_error(e);
+        }
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({"accepted": checked.len()})),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsQuery {
+    name: Option<String>,
+    fleet_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    bucket: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A time bound as given in a query: epoch milliseconds or RFC 3339.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
+fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response> {
+    match value {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| parse_rfc3339(s))
+            .map(Some)
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "an RFC 3339 time or epoch milliseconds",
+                    Some(field),
+                )
+            }),
+    }
+}
+
+async fn query_metrics(
+    State(state): State<AppState>,
+    query: Result<Query<MetricsQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), None),
+    };
+    let (from, to) = match (
+        time_bound("from", q.from.as_deref()),
+        time_bound("to", q.to.as_deref()),
+    ) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let filter = MetricFilter {
+        name: q.name,
+        fleet_id: q.fleet_id,
+        from,
+        to,
+    };
+    if let Some(b) = q.bucket.as_deref() {
+        let Some(bucket_ms) = parse_duration_ms(b) else {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "a duration such as 30s, 5m, 1h or 1d",
+                Some("bucket"),
+            );
+        };
+        return match state.store.aggregate_metrics(&filter, bucket_ms).await {
+            Ok(buckets) => {
+                Json(json!({"bucket_ms": bucket_ms, "buckets": buckets})).into_response()
+            }
+            Err(e) => store_error(e),
+        };
+    }
+    let limit = match page_limit(q.limit) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
+    match state.store.query_metrics(&filter, limit).await {
+        Ok(points) => Json(json!({"points": points})).into_response(),
         Err(e) => store_error(e),
     }
 }

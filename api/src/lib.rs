@@ -11,3 +11,4 @@ pub mod http;
 pub mod rebalancing;
 pub mod run;
 pub mod store;
+pub mod time;

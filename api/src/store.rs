@@ -581,6 +581,124 @@ impl Store {
     }
 }
 
+/// One time-series point.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricPoint {
+    pub name: String,
+    pub value: f64,
+    pub fleet_id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub labels: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Points of one metric aggregated over a time bucket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricBucket {
+    pub name: String,
+    /// Start of the bucket, ms since the epoch.
+    pub start: i64,
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+}
+
+/// Which points a metrics query covers (`None` = no restriction).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricFilter {
+    pub name: Option<String>,
+    pub fleet_id: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Store {
+    pub async fn insert_metric(&self, point: &MetricPoint) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO optimization_metrics (id, name, value, fleet_id, ts, labels) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(new_id())
+            .bind(&point.name)
+            .bind(point.value)
+            .bind(point.fleet_id.as_deref())
+            .bind(point.ts)
+            .bind(json_text(&point.labels)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Points matching `filter` in time order, at most `limit`.
+    pub async fn query_metrics(
+        &self,
+        filter: &MetricFilter,
+        limit: usize,
+    ) -> Result<Vec<MetricPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, value, fleet_id, ts, labels FROM optimization_metrics \
+             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR fleet_id = $2) AND ts >= $3 AND ts < $4 \
+             ORDER BY ts, id LIMIT $5",
+        )
+        .bind(filter.name.as_deref().unwrap_or(""))
+        .bind(filter.fleet_id.as_deref().unwrap_or(""))
+        .bind(filter.from.unwrap_or(i64::MIN))
+        .bind(filter.to.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let labels: String = r.try_get("labels")?;
+                Ok(MetricPoint {
+                    name: r.try_get("name")?,
+                    value: r.try_get("value")?,
+                    fleet_id: r.try_get("fleet_id")?,
+                    ts: r.try_get("ts")?,
+                    labels: serde_json::from_str(&labels)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Count, sum, min, max and mean per metric and `bucket_ms`-long bucket
+    /// (buckets aligned to the epoch), in time order.
+    pub async fn aggregate_metrics(
+        &self,
+        filter: &MetricFilter,
+        bucket_ms: i64,
+    ) -> Result<Vec<MetricBucket>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, (ts - ((ts % $5) + $5) % $5) AS start, COUNT(*) AS n, SUM(value) AS total, \
+                    MIN(value) AS low, MAX(value) AS high \
+             FROM optimization_metrics \
+             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR fleet_id = $2) AND ts >= $3 AND ts < $4 \
+             GROUP BY name, start ORDER BY start, name",
+        )
+        .bind(filter.name.as_deref().unwrap_or(""))
+        .bind(filter.fleet_id.as_deref().unwrap_or(""))
+        .bind(filter.from.unwrap_or(i64::MIN))
+        .bind(filter.to.unwrap_or(i64::MAX))
+        .bind(bucket_ms.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (count, sum): (i64, f64) = (r.try_get("n")?, r.try_get("total")?);
+                Ok(MetricBucket {
+                    name: r.try_get("name")?,
+                    start: r.try_get("start")?,
+                    count,
+                    sum,
+                    min: r.try_get("low")?,
+                    max: r.try_get("high")?,
+                    avg: if count == 0 { 0.0 } else { sum / count as f64 },
+                })
+            })
+            .collect()
+    }
+}
+
 /// Cuts `items` (fetched with one extra row) to `limit` and makes the
 /// cursor of the next page from the last row's `(created_at, id)`.
 fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {

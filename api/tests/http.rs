@@ -534,3 +534,159 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
         assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 1)).await;
+        let client = Client::new();
+        let fleet = format!("fleet-{}", new_id());
+        let metrics = format!("{base}{BASE}/metrics");
+        let name = format!("m_{}", new_id());
+        // Three points in minute 0 and one in minute 2 (RFC 3339 and epoch ms mixed).
+        let points = json!([
+            {"name": name, "value": 1.0, "fleet_id": fleet, "ts": "2019-03-04T08:00:10Z"},
+            {"name": name, "value": 3.0, "fleet_id": fleet, "ts": 1551686420000i64},
+            {"name": name, "value": 5.0, "fleet_id": fleet, "ts": "2019-03-04T08:00:50.250Z", "labels": {"zone": "161"}},
+            {"name": name, "value": 10.0, "fleet_id": fleet, "ts": "2019-03-04T08:02:00Z"}
+        ]);
+        let resp = client.post(&metrics).json(&points).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let got: Value = client
+            .get(format!("{metrics}?name={name}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let values: Vec<f64> = got["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_f64().unwrap())
+            .collect();
+        assert_eq!(values, vec![1.0, 3.0, 5.0, 10.0]);
+        assert_eq!(got["points"][2]["labels"]["zone"], "161");
+        let got: Value = client
+            .get(format!(
+                "{metrics}?name={name}&bucket=1m&from=2019-03-04T08:00:00Z&to=2019-03-04T09:00:00Z"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let buckets = got["buckets"].as_array().unwrap();
+        assert_eq!(buckets.len(), 2, "{got}");
+        assert_eq!(
+            (
+                buckets[0]["count"].as_i64(),
+                buckets[0]["avg"].as_f64(),
+                buckets[0]["max"].as_f64()
+            ),
+            (Some(3), Some(3.0), Some(5.0))
+        );
+        assert_eq!(buckets[1]["start"].as_i64(), Some(1_551_686_520_000));
+        // `to` is exclusive.
+        let got: Value = client
+            .get(format!("{metrics}?name={name}&to=1551686520000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got["points"].as_array().unwrap().len(), 3);
+
+        // Bad points are refused as a whole, naming the point and field.
+        for (body, field) in [
+            (
+                json!([{"name": name, "value": 1.0}, {"name": "bad name", "value": 1.0}]),
+                "[1].name",
+            ),
+            (
+                json!({"name": name, "value": 1.0, "ts": "yesterday"}),
+                "[0].ts",
+            ),
+            (
+                json!({"name": name, "value": 1.0, "labels": {"zone": 5}}),
+                "[0].labels.zone",
+            ),
+        ] {
+            let resp = client.post(&metrics).json(&body).send().await.unwrap();
+            assert_eq!(
+                problem_field(resp).await,
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(field.into())),
+                "{body}"
+            );
+        }
+        let got: Value = client
+            .get(format!("{metrics}?name={name}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            got["points"].as_array().unwrap().len(),
+            4,
+            "a refused batch stored nothing"
+        );
+        for (query, field) in [
+            ("bucket=5w", "bucket"),
+            ("from=soon", "from"),
+            ("limit=9999", "limit"),
+        ] {
+            let resp = client
+                .get(format!("{metrics}?{query}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                problem_field(resp).await,
+                (StatusCode::BAD_REQUEST, Some(field.into())),
+                "{query}"
+            );
+        }
+
+        // A run writes its success and execution time.
+        let created: Value = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(&json!({"fleet_id": fleet, "name": "measured", "problem": manhattan()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+        assert_eq!(wait_final(&client, &url).await["status"], "succeeded");
+        for (metric, check) in [
+            ("optimization_success", 1.0),
+            ("optimization_execution_time_ms", -1.0),
+        ] {
+            let got: Value = client
+                .get(format!("{metrics}?name={metric}&fleet_id={fleet}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let points = got["points"].as_array().unwrap();
+            assert_eq!(points.len(), 1, "{metric}: {got}");
+            let value = points[0]["value"].as_f64().unwrap();
+            assert!(
+                if check >= 0.0 {
+                    value == check
+                } else {
+                    value > 0.0
+                },
+                "{metric} = {value}"
+            );
+        }
+    }
+}

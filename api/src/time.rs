@@ -1,0 +1,137 @@
+//! Timestamps on the wire: RFC 3339 strings or epoch milliseconds in, epoch
+//! milliseconds in storage; durations like `5m`.
+
+/// Parses an RFC 3339 timestamp (`2019-03-04T08:15:00Z`, optional fraction,
+/// `Z` or `±HH:MM`) into milliseconds since the Unix epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in = [31, 28 + leap as i64, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in[month as usize - 1]
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
+        millis = padded.parse::<i64>().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
+            let (h, m) = (
+                rest.get(1..3)?.parse::<i64>().ok()?,
+                rest.get(4..6)?.parse::<i64>().ok()?,
+            );
+            if h > 23 || m > 59 {
+                return None;
+            }
+            (h * 60 + m) * if rest.starts_with('-') { -1 } else { 1 }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (proleptic Gregorian), Howard Hinnant's method.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+/// Parses a duration: `250ms`, `30s`, `5m`, `1h`, `1d`, or plain milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let scale = match unit {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|&ms| ms > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2019-03-04T08:15:00Z"),
+            Some(1_551_687_300_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2019-03-04T08:15:00.5Z"),
+            Some(1_551_687_300_500)
+        );
+        assert_eq!(
+            parse_rfc3339("2019-03-04T03:15:00-05:00"),
+            Some(1_551_687_300_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
+        for bad in [
+            "2019-02-29T00:00:00Z",
+            "2019-03-04 08:15",
+            "2019-13-01T00:00:00Z",
+            "2019-03-04T08:15:00",
+            "x",
+            "2019-03-04T08:15:00+25:00",
+            "2019-03-04T08:15:00.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+        assert_eq!(parse_duration_ms("250"), Some(250));
+        for bad in ["", "0s", "5w", "m", "-5s", "99999999999999999999d"] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+}
