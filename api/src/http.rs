@@ -22,6 +22,7 @@ use crate::run::{Run, RunMode, RunStatus};
 use crate::store::{
     new_id, now_ms, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
 };
+use crate::telemetry;
 use crate::time::{parse_duration_ms, parse_rfc3339};
 
 /// Base path of every resource.
@@ -74,6 +75,9 @@ pub fn router(state: AppState) -> Router {
                 .put(update_rebalancing)
                 .delete(delete_rebalancing),
         )
+        .route("/metrics", get(telemetry::prometheus))
+        .route("/metrics/prometheus", get(telemetry::prometheus))
+        .route_layer(axum::middleware::from_fn(telemetry::observe))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(state)
 }
@@ -255,6 +259,7 @@ pub async fn execute(state: AppState, id: String) {
         Ok(Err(message)) => Err(message),
         Err(panic) => Err(format!("solver task failed: {panic}")),
     };
+    telemetry::record_run(result.is_ok(), result.as_ref().ok().map(|ms| ms / 1e3));
     // Built-in metrics: the service measures itself with the same points
     // operators ingest.
     let mut points = vec![(

@@ -11,4 +11,5 @@ pub mod http;
 pub mod rebalancing;
 pub mod run;
 pub mod store;
+pub mod telemetry;
 pub mod time;

@@ -690,3 +690,63 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
         }
     }
 }
+
+#[tokio::test]
+async fn responses_carry_request_ids_and_prometheus_counts_routes() {
+    let store = stores().await.remove(0);
+    let base = spawn(AppState::new(store, 1)).await;
+    let client = Client::new();
+    // A caller's request id is echoed; without one the service makes one.
+    let resp = client
+        .get(format!("{base}/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = client
+        .get(format!("{base}{BASE}/runs/missing"))
+        .send()
+        .await
+        .unwrap();
+    let made = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(!made.is_empty() && made != "abc-123");
+    // A hostile id is replaced, not echoed.
+    let resp = client
+        .get(format!("{base}/health"))
+        .header("x-request-id", "a b\"c")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "a b\"c");
+
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Route templates, not concrete ids, label the series.
+    assert!(
+        text.contains(&format!(
+            "http_requests_total{{method=\"GET\",route=\"{BASE}/runs/{{id}}\",status=\"404\"}}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("missing"));
+    assert!(
+        text.contains(
+            "http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\",le=\"+Inf\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE optimization_runs_total counter"));
+    let same = client
+        .get(format!("{base}/metrics/prometheus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::OK);
+}

@@ -95,9 +95,10 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                     "cannot listen on port {port}: {e}; set PORT to a free port"
                 ))
             })?;
-        eprintln!(
-            "{{\"level\":\"info\",\"msg\":\"listening\",\"port\":{port},\"database\":\"{:?}\"}}",
-            store.backend()
+        fleet_api::telemetry::log(
+            fleet_api::telemetry::Level::Info,
+            "listening",
+            serde_json::json!({"port": port, "database": format!("{:?}", store.backend()), "workers": workers}),
         );
         serve(listener, AppState::new(store, workers))
             .await
