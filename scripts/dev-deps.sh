@@ -5,7 +5,7 @@
 # system packages with apt-get when running as root (Debian/Ubuntu), the Rust
 # toolchain with rustup. Otherwise it names what is missing and exits 1.
 #
-# Needed today (PostgreSQL too, for the store and API tests):
+# Needed today (PostgreSQL and Redis too, for the store, cache and API tests):
 #   - a C toolchain (cc, ar): Rust's linker on Linux;
 #   - a C++ compiler (c++ / g++, or $CXX): compiles LEMON for the test/bench-only
 #     crate engine/lemon-reference (the engine's reference solver);
@@ -102,4 +102,16 @@ if ! pg_up; then
     pg_up || die "PostgreSQL does not answer at $pg_url (set TEST_DATABASE_URL to a reachable database)"
 fi
 
-log "ok (rustc $have_rust, $("$cxx" --version | head -n1), PostgreSQL at ${pg_url##*@})"
+# --- Redis -------------------------------------------------------------------------
+# The cache tests talk to a real Redis: TEST_REDIS_ADDR, default 127.0.0.1:6379.
+redis_addr=${TEST_REDIS_ADDR:-127.0.0.1:6379}
+redis_up() { (exec 3<>"/dev/tcp/${redis_addr%:*}/${redis_addr##*:}" && printf 'PING\r\n' >&3 && head -c 5 <&3 | grep -q PONG) 2>/dev/null; }
+if ! redis_up; then
+    have redis-server || apt_install redis-server
+    log "starting Redis on $redis_addr"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "${redis_addr##*:}" --save "" --appendonly no >/dev/null || true
+    for _ in $(seq 1 20); do redis_up && break; sleep 0.5; done
+    redis_up || die "Redis does not answer at $redis_addr (set TEST_REDIS_ADDR to a reachable server)"
+fi
+
+log "ok (rustc $have_rust, $("$cxx" --version | head -n1), PostgreSQL at ${pg_url##*@}, Redis at $redis_addr)"

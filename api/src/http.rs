@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use crate::cache::{recommendations_key, results_key, Cache};
 use crate::rebalancing::{PlannedMove, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 use crate::store::{
@@ -34,16 +35,25 @@ pub const MAX_LIMIT: usize = 500;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Hot reads (finished runs' results and recommendations).
+    pub cache: Cache,
     /// Bounds how many runs execute at once; the rest wait in line.
     pub workers: Arc<Semaphore>,
 }
 
 impl AppState {
+    /// A state with the in-process cache; see [`AppState::with_cache`].
     pub fn new(store: Store, workers: usize) -> Self {
         AppState {
             store,
+            cache: Cache::memory(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
         }
+    }
+
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 }
 
@@ -131,21 +141,60 @@ async fn health(State(state): State<AppState>) -> Response {
     } else {
         "down"
     };
-    let status = if database == "ok" {
+    let redis = match (state.cache.kind(), state.cache.ping().await) {
+        ("embedded", _) => "embedded",
+        (_, true) => "ok",
+        (_, false) => "down",
+    };
+    let healthy = database == "ok" && redis != "down";
+    let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if database == "ok" { "ok" } else { "degraded" },
+        "status": if healthy { "ok" } else { "degraded" },
         "dependencies": {
             "database": database,
-            "redis": "embedded",
+            "redis": redis,
             "kafka": "embedded",
             "clickhouse": "embedded",
         },
     });
     (status, Json(body)).into_response()
+}
+
+/// Serves `key` from the cache, else `load`s it; a finished run's documents
+/// no longer change, so they are cached (writers invalidate what they change).
+async fn cached_json<F>(state: &AppState, key: &str, cacheable: bool, load: F) -> Response
+where
+    F: std::future::Future<Output = Result<Value, Response>>,
+{
+    if cacheable {
+        if let Some(text) = state.cache.get(key).await {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response();
+        }
+    }
+    match load.await {
+        Ok(value) => {
+            let text = value.to_string();
+            if cacheable {
+                state.cache.set(key, &text).await;
+            }
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response()
+        }
+        Err(response) => response,
+    }
 }
 
 /// The body of `POST /runs`.
@@ -443,61 +492,56 @@ async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
         }
     }
     match state.store.delete_run(&id).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            state
+                .cache
+                .invalidate(&[results_key(&id), recommendations_key(&id)])
+                .await;
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => store_error(e),
     }
 }
 
 async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if let Err(e) = state.store.get_run(&id).await {
-        return store_error(e);
-    }
-    match state.store.get_result(&id).await {
-        Ok((objective, report)) => {
-            Json(json!({"run_id": id, "objective": objective, "report": report})).into_response()
+    let run = match state.store.get_run(&id).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let load = async {
+        match state.store.get_result(&id).await {
+            Ok((objective, report)) => {
+                Ok(json!({"run_id": id, "objective": objective, "report": report}))
+            }
+            Err(StoreError::NotFound) => Err(problem(
+                StatusCode::NOT_FOUND,
+                "the run has no result yet",
+                None,
+            )),
+            Err(e) => Err(store_error(e)),
         }
-        Err(StoreError::NotFound) => {
-            problem(StatusCode::NOT_FOUND, "the run has no result yet", None)
-        }
-        Err(e) => store_error(e),
-    }
+    };
+    cached_json(&state, &results_key(&run.id), run.status.is_final(), load).await
 }
 
 async fn get_recommendations(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if let Err(e) = state.store.get_run(&id).await {
-        return store_error(e);
-    }
-    match state.store.list_recommendations(&id).await {
-        Ok(items) => Json(json!({"items": items})).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes the
-/// requests in flight.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let run = match state.store.get_run(&id).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let load = async {
+        match state.store.list_recommendations(&id).await {
+            Ok(items) => Ok(json!({"items": items})),
+            Err(e) => Err(store_error(e)),
         }
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
-    }
+    cached_json(
+        &state,
+        &recommendations_key(&run.id),
+        run.status.is_final(),
+        load,
+    )
+    .await
 }
 
 /// The body of `POST /rebalancing`: a run's recommendations, or explicit moves.
@@ -559,7 +603,10 @@ async fn create_rebalancing(
         )
         .await;
     match created {
-        Ok(op) => {
+        Ok((op, runs)) => {
+            // Accepted recommendations changed status: their runs' cached lists are stale.
+            let stale: Vec<String> = runs.iter().map(|r| recommendations_key(r)).collect();
+            state.cache.invalidate(&stale).await;
             let location = format!("{BASE}/rebalancing/{}", op.id);
             (
                 StatusCode::CREATED,
@@ -825,5 +872,32 @@ async fn query_metrics(
     match state.store.query_metrics(&filter, limit).await {
         Ok(points) => Json(json!({"points": points})).into_response(),
         Err(e) => store_error(e),
+    }
+}
+
+/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes the
+/// requests in flight.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
     }
 }

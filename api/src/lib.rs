@@ -7,6 +7,7 @@
 //! Architecture invariant: the engine does the optimizing; this crate only
 //! stores, serves and schedules.
 
+pub mod cache;
 pub mod http;
 pub mod rebalancing;
 pub mod run;

@@ -417,7 +417,8 @@ impl Store {
 }
 
 impl Store {
-    /// Creates a planned operation. With `recommendation_ids`, their moves
+    /// Creates a planned operation; also returns the runs whose
+    /// recommendations it accepted. With `recommendation_ids`, their moves
     /// are taken and each recommendation goes from `proposed` to `accepted`
     /// (all or none: one already taken, or of another fleet, refuses the
     /// whole operation); otherwise `moves` are used as given.
@@ -427,9 +428,10 @@ impl Store {
         run_id: Option<&str>,
         recommendation_ids: &[String],
         moves: Vec<PlannedMove>,
-    ) -> Result<Rebalancing, StoreError> {
+    ) -> Result<(Rebalancing, Vec<String>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut moves = moves;
+        let mut runs: Vec<String> = Vec::new();
         let now = now_ms();
         for id in recommendation_ids {
             let row = sqlx::query(
@@ -457,6 +459,9 @@ impl Store {
                 return Err(StoreError::Refused(format!(
                     "recommendation {id} is already {status}"
                 )));
+            }
+            if !runs.contains(&rec_run) {
+                runs.push(rec_run.clone());
             }
             let vehicles: i64 = row.try_get("vehicles")?;
             moves.push(PlannedMove {
@@ -489,7 +494,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(op)
+        Ok((op, runs))
     }
 
     pub async fn get_rebalancing(&self, id: &str) -> Result<Rebalancing, StoreError> {

@@ -176,8 +176,8 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
     for store in stores().await {
         // No worker slot: runs wait as pending until one is added.
         let state = AppState {
-            store,
             workers: Arc::new(Semaphore::new(0)),
+            ..AppState::new(store, 1)
         };
         let workers = state.workers.clone();
         let base = spawn(state).await;
@@ -749,4 +749,112 @@ async fn responses_carry_request_ids_and_prometheus_counts_routes() {
         .await
         .unwrap();
     assert_eq!(same.status(), StatusCode::OK);
+}
+
+/// With Redis: health reports it, finished runs' documents are cached in the
+/// real server, and accepting a recommendation invalidates the cached list.
+#[tokio::test]
+async fn redis_caches_hot_reads_and_writes_invalidate_them() {
+    use fleet_api::cache::{recommendations_key, results_key, Cache};
+    let addr = std::env::var("TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into());
+    for store in stores().await {
+        let cache = Cache::redis(&addr).await.unwrap();
+        let base = spawn(AppState::new(store, 1).with_cache(cache)).await;
+        let client = Client::new();
+        let health: Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["dependencies"]["redis"], "ok");
+
+        let fleet = format!("fleet-{}", new_id());
+        let created: Value = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(&json!({"fleet_id": fleet, "name": "cached", "problem": manhattan()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let run_id = created["id"].as_str().unwrap().to_owned();
+        let url = format!("{base}{BASE}/runs/{run_id}");
+        assert_eq!(wait_final(&client, &url).await["status"], "succeeded");
+        let first: Value = client
+            .get(format!("{url}/results"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let recs: Value = client
+            .get(format!("{url}/recommendations"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+
+        // The documents are now in the real Redis, byte for byte what was served.
+        let redis = redis::Client::open(format!("redis://{addr}")).unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let cached: Option<String> = redis::cmd("GET")
+            .arg(results_key(&run_id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&cached.unwrap()).unwrap(),
+            first
+        );
+        let again: Value = client
+            .get(format!("{url}/results"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+
+        // Accepting a recommendation makes the cached list stale: it is dropped.
+        let rec_id = recs["items"][0]["id"].as_str().unwrap();
+        let resp = client
+            .post(format!("{base}{BASE}/rebalancing"))
+            .json(&json!({"fleet_id": fleet, "recommendation_ids": [rec_id]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let gone: Option<String> = redis::cmd("GET")
+            .arg(recommendations_key(&run_id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(gone.is_none());
+        let fresh: Value = client
+            .get(format!("{url}/recommendations"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(fresh["items"][0]["status"], "accepted");
+
+        // Deleting the run drops its cached documents.
+        client.delete(&url).send().await.unwrap();
+        let gone: Option<String> = redis::cmd("GET")
+            .arg(results_key(&run_id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(gone.is_none());
+    }
 }

@@ -1,11 +1,13 @@
 //! `fleet-optimization serve` and `migrate`: the HTTP service and its
 //! database schema. Configuration comes from the environment (DESIGN.md
 //! section 7); with nothing set, everything is embedded: a SQLite file under
-//! `DATA_DIR` (default `./data`).
+//! `DATA_DIR` (default `./data`) and an in-process cache. `DATABASE_URL`
+//! and `REDIS_ADDR` switch to PostgreSQL and Redis.
 
 use std::path::PathBuf;
 
 use clap::Args;
+use fleet_api::cache::Cache;
 use fleet_api::http::{serve, AppState};
 use fleet_api::store::Store;
 
@@ -100,7 +102,11 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
             "listening",
             serde_json::json!({"port": port, "database": format!("{:?}", store.backend()), "workers": workers}),
         );
-        serve(listener, AppState::new(store, workers))
+        let cache = match std::env::var("REDIS_ADDR") {
+            Ok(addr) if !addr.is_empty() => Cache::redis(&addr).await.map_err(Failure::Other)?,
+            _ => Cache::memory(),
+        };
+        serve(listener, AppState::new(store, workers).with_cache(cache))
             .await
             .map_err(|e| Failure::Other(format!("server failed: {e}")))
     })

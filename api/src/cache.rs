@@ -1,0 +1,128 @@
+//! A cache for hot reads: Redis when `REDIS_ADDR` is set, an in-process
+//! map otherwise. Values are JSON text with a time to live; writers
+//! invalidate the keys they make stale. A cache failure is never an error
+//! for the caller: reads fall through to the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+/// How long an entry lives at most.
+pub const TTL: Duration = Duration::from_secs(300);
+
+/// Largest number of entries the in-process cache keeps.
+const MEMORY_CAPACITY: usize = 10_000;
+
+#[derive(Clone)]
+pub enum Cache {
+    Memory(Arc<Mutex<HashMap<String, (String, Instant)>>>),
+    Redis(ConnectionManager),
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl Cache {
+    /// The in-process cache.
+    pub fn memory() -> Self {
+        Cache::Memory(Arc::new(Mutex::new(HashMap::new())))
+    }
+
+    /// Redis at `addr` (`redis://host:port` or `host:port`).
+    pub async fn redis(addr: &str) -> Result<Self, String> {
+        let url = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("redis://{addr}")
+        };
+        let client =
+            redis::Client::open(url).map_err(|e| format!("REDIS_ADDR is not usable: {e}"))?;
+        let manager = client.get_connection_manager().await.map_err(|e| {
+            format!(
+                "cannot reach Redis: {e}; check REDIS_ADDR or unset it for the in-process cache"
+            )
+        })?;
+        Ok(Cache::Redis(manager))
+    }
+
+    /// `embedded` or `redis`, as `/health` reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cache::Memory(_) => "embedded",
+            Cache::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether the cache answers (the in-process one always does).
+    pub async fn ping(&self) -> bool {
+        match self {
+            Cache::Memory(_) => true,
+            Cache::Redis(m) => redis::cmd("PING")
+                .query_async::<String>(&mut m.clone())
+                .await
+                .is_ok(),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        match self {
+            Cache::Memory(map) => {
+                let map = map.lock().ok()?;
+                let (value, expires) = map.get(key)?;
+                (*expires > Instant::now()).then(|| value.clone())
+            }
+            Cache::Redis(m) => m.clone().get::<_, Option<String>>(key).await.ok().flatten(),
+        }
+    }
+
+    pub async fn set(&self, key: &str, value: &str) {
+        match self {
+            Cache::Memory(map) => {
+                if let Ok(mut map) = map.lock() {
+                    if map.len() >= MEMORY_CAPACITY {
+                        let now = Instant::now();
+                        map.retain(|_, (_, expires)| *expires > now);
+                        if map.len() >= MEMORY_CAPACITY {
+                            map.clear();
+                        }
+                    }
+                    map.insert(key.to_owned(), (value.to_owned(), Instant::now() + TTL));
+                }
+            }
+            Cache::Redis(m) => {
+                let _: Result<(), _> = m.clone().set_ex(key, value, TTL.as_secs()).await;
+            }
+        }
+    }
+
+    pub async fn invalidate(&self, keys: &[String]) {
+        match self {
+            Cache::Memory(map) => {
+                if let Ok(mut map) = map.lock() {
+                    for key in keys {
+                        map.remove(key);
+                    }
+                }
+            }
+            Cache::Redis(m) => {
+                let _: Result<usize, _> = m.clone().del(keys).await;
+            }
+        }
+    }
+}
+
+/// Cache key of a run's result.
+pub fn results_key(run_id: &str) -> String {
+    format!("fleet-optimization:run:{run_id}:results")
+}
+
+/// Cache key of a run's recommendations.
+pub fn recommendations_key(run_id: &str) -> String {
+    format!("fleet-optimization:run:{run_id}:recommendations")
+}
