@@ -36,8 +36,8 @@ test: dev-deps ## All tests: unit, integration, doctests, and benches run once i
 test-integration: dev-deps ## Integration tests only
 	$(CARGO) test --workspace --tests
 
-test-load: ## Load test of the API (arrives with the API issue)
-	@echo "make test-load: not available until the API issue (issue 3) lands" >&2; exit 1
+test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, hey and wrk): prints a table
+	scripts/load-test.sh
 
 bench: dev-deps ## Engine vs LEMON: the side-by-side table, then the criterion suite
 	$(CARGO) bench --bench solver_table

@@ -117,6 +117,11 @@ impl Cache {
     }
 }
 
+/// Cache key of a (finished) run.
+pub fn run_key(run_id: &str) -> String {
+    format!("fleet-optimization:run:{run_id}")
+}
+
 /// Cache key of a run's result.
 pub fn results_key(run_id: &str) -> String {
     format!("fleet-optimization:run:{run_id}:results")

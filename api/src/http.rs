@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::cache::{recommendations_key, results_key, Cache};
+use crate::cache::{recommendations_key, results_key, run_key, Cache};
 use crate::rebalancing::{PlannedMove, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 use crate::store::{
@@ -164,22 +164,13 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Serves `key` from the cache, else `load`s it; a finished run's documents
-/// no longer change, so they are cached (writers invalidate what they change).
+/// Answers with the document `load` produces, caching it under `key` if
+/// `cacheable` (a finished run's documents no longer change; writers
+/// invalidate what they do change).
 async fn cached_json<F>(state: &AppState, key: &str, cacheable: bool, load: F) -> Response
 where
     F: std::future::Future<Output = Result<Value, Response>>,
 {
-    if cacheable {
-        if let Some(text) = state.cache.get(key).await {
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                text,
-            )
-                .into_response();
-        }
-    }
     match load.await {
         Ok(value) => {
             let text = value.to_string();
@@ -385,8 +376,25 @@ fn solve_run(run: &Run) -> Result<Outcome, String> {
 }
 
 async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    // A finished run no longer changes (only deletion, which invalidates).
+    let key = run_key(&id);
+    if let Some(text) = state.cache.get(&key).await {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response();
+    }
     match state.store.get_run(&id).await {
-        Ok(run) => Json(run).into_response(),
+        Ok(run) => {
+            let final_run = run.status.is_final();
+            let load = async {
+                serde_json::to_value(&run)
+                    .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))
+            };
+            cached_json(&state, &key, final_run, load).await
+        }
         Err(e) => store_error(e),
     }
 }
@@ -495,7 +503,7 @@ async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
         Ok(()) => {
             state
                 .cache
-                .invalidate(&[results_key(&id), recommendations_key(&id)])
+                .invalidate(&[run_key(&id), results_key(&id), recommendations_key(&id)])
                 .await;
             StatusCode::NO_CONTENT.into_response()
         }
@@ -504,12 +512,8 @@ async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let run = match state.store.get_run(&id).await {
-        Ok(run) => run,
-        Err(e) => return store_error(e),
-    };
-    let load = async {
-        match state.store.get_result(&id).await {
+    run_document(&state, &id, &results_key(&id), |store, id| async move {
+        match store.get_result(&id).await {
             Ok((objective, report)) => {
                 Ok(json!({"run_id": id, "objective": objective, "report": report}))
             }
@@ -520,26 +524,50 @@ async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> R
             )),
             Err(e) => Err(store_error(e)),
         }
-    };
-    cached_json(&state, &results_key(&run.id), run.status.is_final(), load).await
+    })
+    .await
 }
 
 async fn get_recommendations(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let run = match state.store.get_run(&id).await {
+    run_document(
+        &state,
+        &id,
+        &recommendations_key(&id),
+        |store, id| async move {
+            match store.list_recommendations(&id).await {
+                Ok(items) => Ok(json!({"items": items})),
+                Err(e) => Err(store_error(e)),
+            }
+        },
+    )
+    .await
+}
+
+/// A document of run `id`: from the cache if there (only finished runs'
+/// documents are cached, and deleting a run drops them), else `load`ed
+/// after checking the run exists, and cached if the run has finished.
+async fn run_document<F, Fut>(state: &AppState, id: &str, key: &str, load: F) -> Response
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Response>>,
+{
+    if let Some(text) = state.cache.get(key).await {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response();
+    }
+    let run = match state.store.get_run(id).await {
         Ok(run) => run,
         Err(e) => return store_error(e),
     };
-    let load = async {
-        match state.store.list_recommendations(&id).await {
-            Ok(items) => Ok(json!({"items": items})),
-            Err(e) => Err(store_error(e)),
-        }
-    };
     cached_json(
-        &state,
-        &recommendations_key(&run.id),
+        state,
+        key,
         run.status.is_final(),
-        load,
+        load(state.store.clone(), id.to_owned()),
     )
     .await
 }
