@@ -19,6 +19,25 @@ use crate::run::{Run, RunMode, RunStatus};
 
 /// The columns [`read_run`] reads, in one place (a macro so that `concat!`
 /// keeps the statements static, as sqlx requires).
+/// A page of `table` in creation order after the cursor `($3, $4)`,
+/// filtered by `fleet` (`fleet_id = $1`, a plain equality so PostgreSQL uses
+/// the `(fleet_id, created_at, id)` index, or `$1 = $1` for all fleets) and
+/// by status `$2` (empty: any), at most `$5` rows.
+macro_rules! page_query {
+    ($columns:expr, $table:literal, $fleet:literal) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            " FROM ",
+            $table,
+            " WHERE ",
+            $fleet,
+            " AND ($2 = '' OR status = $2) AND (created_at > $3 OR (created_at = $3 AND id > $4)) \
+             ORDER BY created_at, id LIMIT $5"
+        )
+    };
+}
+
 macro_rules! rebalancing_columns {
     () => {
         "id, fleet_id, run_id, status, moves, recommendation_ids, created_at, updated_at"
@@ -253,21 +272,18 @@ impl Store {
             Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
             None => (i64::MIN, String::new()),
         };
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM optimization_runs \
-             WHERE ($1 = '' OR fleet_id = $1) AND ($2 = '' OR status = $2) \
-               AND (created_at > $3 OR (created_at = $3 AND id > $4)) \
-             ORDER BY created_at, id LIMIT $5"
-        ))
-        .bind(fleet_id.unwrap_or(""))
-        .bind(status.map_or("", RunStatus::as_str))
-        .bind(after_time)
-        .bind(after_id)
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match fleet_id {
+            Some(_) => page_query!(run_columns!(), "optimization_runs", "fleet_id = $1"),
+            None => page_query!(run_columns!(), "optimization_runs", "$1 = $1"),
+        };
+        let rows = sqlx::query(sql)
+            .bind(fleet_id.unwrap_or(""))
+            .bind(status.map_or("", RunStatus::as_str))
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let items = rows.iter().map(read_run).collect::<Result<Vec<_>, _>>()?;
         Ok(page(items, limit, |r| (r.created_at, r.id.clone())))
     }
@@ -521,21 +537,18 @@ impl Store {
             Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
             None => (i64::MIN, String::new()),
         };
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            rebalancing_columns!(),
-            " FROM fleet_rebalancing \
-             WHERE ($1 = '' OR fleet_id = $1) AND ($2 = '' OR status = $2) \
-               AND (created_at > $3 OR (created_at = $3 AND id > $4)) \
-             ORDER BY created_at, id LIMIT $5"
-        ))
-        .bind(fleet_id.unwrap_or(""))
-        .bind(status.map_or("", RebalancingStatus::as_str))
-        .bind(after_time)
-        .bind(after_id)
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match fleet_id {
+            Some(_) => page_query!(rebalancing_columns!(), "fleet_rebalancing", "fleet_id = $1"),
+            None => page_query!(rebalancing_columns!(), "fleet_rebalancing", "$1 = $1"),
+        };
+        let rows = sqlx::query(sql)
+            .bind(fleet_id.unwrap_or(""))
+            .bind(status.map_or("", RebalancingStatus::as_str))
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let items = rows
             .iter()
             .map(read_rebalancing)
