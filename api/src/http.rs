@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use fleet_engine::optimize::{optimize, pareto_front};
+use fleet_engine::optimize::{do_nothing, optimize, pareto_front};
 use fleet_engine::problem_file::{report, ProblemFile};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -290,35 +290,32 @@ pub async fn execute(state: AppState, id: String) {
     let fleet_id = run.fleet_id.clone();
     let outcome = tokio::task::spawn_blocking(move || solve_run(&run)).await;
     let result = match outcome {
-        Ok(Ok((objective, report, recs, solve_ms))) => state
+        Ok(Ok((objective, report, recs, measured))) => state
             .store
             .save_outcome(&id, objective, &report, &recs)
             .await
-            .map(|()| solve_ms)
+            .map(|()| measured)
             .map_err(|e| e.to_string()),
         Ok(Err(message)) => Err(message),
         Err(panic) => Err(format!("solver task failed: {panic}")),
     };
-    telemetry::record_run(result.is_ok(), result.as_ref().ok().map(|ms| ms / 1e3));
-    // Built-in metrics: the service measures itself with the same points
+    let solve_seconds = result.as_ref().ok().and_then(|m| {
+        m.iter()
+            .find(|(name, _)| *name == "optimization_execution_time_ms")
+            .map(|(_, ms)| ms / 1e3)
+    });
+    telemetry::record_run(result.is_ok(), solve_seconds);
+    // The seed's metrics, written by the service itself as the same points
     // operators ingest.
-    let mut points = vec![(
+    record_metric(
+        &state,
         "optimization_success",
         if result.is_ok() { 1.0 } else { 0.0 },
-    )];
-    if let Ok(solve_ms) = result {
-        points.push(("optimization_execution_time_ms", solve_ms));
-    }
-    for (name, value) in points {
-        let point = MetricPoint {
-            name: name.into(),
-            value,
-            fleet_id: Some(fleet_id.clone()),
-            ts: now_ms(),
-            labels: serde_json::Map::new(),
-        };
-        // A metric that cannot be written must not fail the run.
-        let _ = state.store.insert_metric(&point).await;
+        &fleet_id,
+    )
+    .await;
+    for (name, value) in result.as_deref().unwrap_or_default() {
+        record_metric(&state, name, *value, &fleet_id).await;
     }
     let _ = match result {
         Ok(_) => {
@@ -336,8 +333,22 @@ pub async fn execute(state: AppState, id: String) {
     };
 }
 
-/// Objective, solve report, recommendations and solve time (ms).
-type Outcome = (f64, Value, Vec<Recommendation>, f64);
+/// Objective, solve report, recommendations and the run's measurements
+/// (metric name, value).
+type Outcome = (f64, Value, Vec<Recommendation>, Vec<(&'static str, f64)>);
+
+/// Writes one built-in metric point; a metric that cannot be written must
+/// not fail what is being measured.
+async fn record_metric(state: &AppState, name: &str, value: f64, fleet_id: &str) {
+    let point = MetricPoint {
+        name: name.into(),
+        value,
+        fleet_id: Some(fleet_id.to_owned()),
+        ts: now_ms(),
+        labels: serde_json::Map::new(),
+    };
+    let _ = state.store.insert_metric(&point).await;
+}
 
 fn solve_run(run: &Run) -> Result<Outcome, String> {
     let file: ProblemFile =
@@ -352,6 +363,23 @@ fn solve_run(run: &Run) -> Result<Outcome, String> {
         pareto_front(&problem, points).map_err(|e| e.to_string())?
     };
     let doc = report(&problem, &solved, &front, solve_ms);
+    // Benefit against moving nobody: cost reduction (% of the do-nothing
+    // objective) and fleet efficiency (percentage points of targets met).
+    let base = do_nothing(&problem).map_err(|e| e.to_string())?;
+    let plan = &solved.plan;
+    let mut measured = vec![
+        ("optimization_execution_time_ms", solve_ms),
+        (
+            "fleet_efficiency_improvement_pct",
+            100.0 * (plan.objectives.served_ratio - base.objectives.served_ratio),
+        ),
+    ];
+    if base.objective > 0.0 {
+        measured.push((
+            "cost_reduction_pct",
+            100.0 * (base.objective - plan.objective) / base.objective,
+        ));
+    }
     let now = now_ms();
     let recs = doc
         .moves
@@ -372,7 +400,7 @@ fn solve_run(run: &Run) -> Result<Outcome, String> {
         })
         .collect();
     let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
-    Ok((doc.objective, value, recs, solve_ms))
+    Ok((doc.objective, value, recs, measured))
 }
 
 async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -635,6 +663,22 @@ async fn create_rebalancing(
             // Accepted recommendations changed status: their runs' cached lists are stale.
             let stale: Vec<String> = runs.iter().map(|r| recommendations_key(r)).collect();
             state.cache.invalidate(&stale).await;
+            // Adoption rate of each touched run: accepted / recommended.
+            for run in &runs {
+                if let Ok(recs) = state.store.list_recommendations(run).await {
+                    let accepted = recs.iter().filter(|r| r.status == "accepted").count();
+                    if !recs.is_empty() {
+                        let rate = 100.0 * accepted as f64 / recs.len() as f64;
+                        record_metric(
+                            &state,
+                            "recommendation_adoption_rate_pct",
+                            rate,
+                            &op.fleet_id,
+                        )
+                        .await;
+                    }
+                }
+            }
             let location = format!("{BASE}/rebalancing/{}", op.id);
             (
                 StatusCode::CREATED,

@@ -419,6 +419,22 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
             1,
             "{statuses:?}"
         );
+        // Adoption rate: one of the run's recommendations accepted.
+        let rate: Value = client
+            .get(format!(
+                "{base}{BASE}/metrics?name=recommendation_adoption_rate_pct&fleet_id={fleet}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let expected = 100.0 / ids.len() as f64;
+        assert!(
+            (rate["points"][0]["value"].as_f64().unwrap() - expected).abs() < 1e-9,
+            "{rate}"
+        );
         // Accepting the same one again (with a fresh one) is refused as a whole.
         let resp = client
             .post(&ops)
@@ -667,6 +683,9 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
         for (metric, check) in [
             ("optimization_success", 1.0),
             ("optimization_execution_time_ms", -1.0),
+            // The Manhattan example has moves worth making, so both are positive.
+            ("cost_reduction_pct", -1.0),
+            ("fleet_efficiency_improvement_pct", -1.0),
         ] {
             let got: Value = client
                 .get(format!("{metrics}?name={metric}&fleet_id={fleet}"))

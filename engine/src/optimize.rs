@@ -87,6 +87,14 @@ pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
     })
 }
 
+/// The plan in which nobody moves: the baseline that the benefit of an
+/// optimal plan (cost reduction, service gained) is measured against.
+pub fn do_nothing(problem: &Problem) -> Result<Plan, SolveError> {
+    problem.validate()?;
+    let f = formulate(problem);
+    Ok(read_plan(problem, &f, &f.basis.flow))
+}
+
 fn cold_solve(f: &Formulation) -> Result<(Vec<i64>, Vec<i64>, u64), SolveError> {
     let sol = f.solve();
     match sol.status {

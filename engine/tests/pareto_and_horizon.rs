@@ -183,3 +183,18 @@ fn pareto_front_misses_no_supported_point() {
         );
     }
 }
+
+/// The do-nothing baseline moves nobody and is never better than the optimum.
+#[test]
+fn do_nothing_is_the_no_move_baseline() {
+    let problem = random_city(&CitySpec::benchmark(80, None, 5));
+    let base = fleet_engine::optimize::do_nothing(&problem).unwrap();
+    assert!(base.moves.is_empty());
+    assert_eq!(base.objectives.empty_km, 0.0);
+    for (i, z) in problem.zones.iter().enumerate() {
+        assert_eq!(base.vehicles_after[[i, 0]], z.idle);
+    }
+    let best = optimize(&problem).unwrap().plan;
+    assert!(best.objective <= base.objective + 1e-9);
+    assert!(best.objectives.served_ratio >= base.objectives.served_ratio);
+}
