@@ -484,11 +484,23 @@ async fn list_runs(
     }
 }
 
-/// The body of `PUT /runs/{id}`: only cancelling is supported so far.
+/// The body of `PUT /runs/{id}`: cancel (`status: cancelled`), or edit a
+/// pending run's name and spec (fields not given keep their value).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateRun {
-    status: RunStatus,
+    #[serde(default)]
+    status: Option<RunStatus>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    objectives: Option<Value>,
+    #[serde(default)]
+    constraints: Option<Value>,
+    #[serde(default)]
+    horizon: Option<Value>,
+    #[serde(default)]
+    problem: Option<Value>,
 }
 
 async fn update_run(
@@ -500,18 +512,65 @@ async fn update_run(
         Ok(b) => b,
         Err(e) => return bad_json(e),
     };
-    if body.status != RunStatus::Cancelled {
-        return problem(
-            StatusCode::CONFLICT,
-            "a client may only cancel a run; the service moves it through its other states",
-            Some("status"),
-        );
+    let edits = body.name.is_some()
+        || body.objectives.is_some()
+        || body.constraints.is_some()
+        || body.horizon.is_some()
+        || body.problem.is_some();
+    match (body.status, edits) {
+        (Some(RunStatus::Cancelled), false) => {
+            return match state.store.transition(&id, RunStatus::Cancelled, None).await {
+                Ok(run) => Json(run).into_response(),
+                Err(e) => store_error(e),
+            }
+        }
+        (Some(_), _) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "a client may only cancel a run (alone) or edit a pending one; the service moves it through its other states",
+                Some("status"),
+            )
+        }
+        (None, false) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "nothing to change", None),
+        (None, true) => {}
     }
-    match state
-        .store
-        .transition(&id, RunStatus::Cancelled, None)
-        .await
-    {
+    if let Some(name) = &body.name {
+        if name.trim().is_empty() || name.len() > 200 {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "must be 1 to 200 characters",
+                Some("name"),
+            );
+        }
+    }
+    if let Some(doc) = &body.problem {
+        let parsed = serde_json::from_value::<ProblemFile>(doc.clone())
+            .map_err(|e| (String::from("problem"), e.to_string()))
+            .and_then(|file| {
+                file.into_problem()
+                    .map_err(|e| (format!("problem.{}", e.field), e.message))
+            });
+        if let Err((field, message)) = parsed {
+            return problem(StatusCode::UNPROCESSABLE_ENTITY, message, Some(&field));
+        }
+    }
+    let run = match state.store.get_run(&id).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let mut spec = run.spec.clone();
+    for (key, value) in [
+        ("objectives", body.objectives),
+        ("constraints", body.constraints),
+        ("horizon", body.horizon),
+        ("problem", body.problem),
+    ] {
+        if let Some(value) = value {
+            spec[key] = value;
+        }
+    }
+    let name = body.name.unwrap_or(run.name);
+    match state.store.edit_pending_run(&id, &name, &spec).await {
         Ok(run) => Json(run).into_response(),
         Err(e) => store_error(e),
     }

@@ -325,6 +325,34 @@ impl Store {
         self.get_run(id).await
     }
 
+    /// Changes a pending run's name and spec; a run that has started (or
+    /// ended) cannot be edited.
+    pub async fn edit_pending_run(
+        &self,
+        id: &str,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<Run, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE optimization_runs SET name = $1, spec = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(name)
+        .bind(spec.to_string())
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let run = self.get_run(id).await?;
+            return Err(StoreError::Refused(format!(
+                "a {} run cannot be edited",
+                run.status.as_str()
+            )));
+        }
+        self.get_run(id).await
+    }
+
     /// Removes a run with its result and recommendations.
     pub async fn delete_run(&self, id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

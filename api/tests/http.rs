@@ -193,6 +193,42 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
             .await
             .unwrap();
         let url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+        // A pending run can be edited: name and spec; the problem is validated.
+        let edited: Value = client
+            .put(&url)
+            .json(&json!({"name": "renamed", "constraints": {"max_move_km": 5}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (edited["name"].as_str(), edited["status"].as_str()),
+            (Some("renamed"), Some("pending"))
+        );
+        assert_eq!(edited["spec"]["constraints"]["max_move_km"], 5);
+        assert_eq!(edited["spec"]["problem"], manhattan());
+        let mut bad = manhattan();
+        bad["costs"]["per_km"] = json!(-1);
+        let resp = client
+            .put(&url)
+            .json(&json!({"problem": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_field(resp).await,
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("problem.costs.per_km".into())
+            )
+        );
+        let resp = client.put(&url).json(&json!({})).send().await.unwrap();
+        assert_eq!(
+            problem_field(resp).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
         // Only cancelling is a client's to ask for.
         let resp = client
             .put(&url)
@@ -217,6 +253,14 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
         workers.add_permits(1);
         let run = wait_final(&client, &url).await;
         assert_eq!(run["status"], "cancelled");
+        // A finished run cannot be edited.
+        let resp = client
+            .put(&url)
+            .json(&json!({"name": "late"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
         let resp = client.get(format!("{url}/results")).send().await.unwrap();
         assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
     }
