@@ -16,12 +16,15 @@ use fleet_engine::problem_file::{report, ProblemFile};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::cache::{recommendations_key, results_key, run_key, Cache};
-use crate::rebalancing::{PlannedMove, RebalancingStatus};
+use crate::rebalancing::{PlannedMove, Rebalancing, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 use crate::store::{
-    new_id, now_ms, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
+    new_id, now_ms, MetricBucket, MetricFilter, MetricPoint, NewRun, Recommendation, Store,
+    StoreError,
 };
 use crate::telemetry;
 use crate::time::{parse_duration_ms, parse_rfc3339};
@@ -57,33 +60,65 @@ impl AppState {
     }
 }
 
-/// The service's routes.
+/// The RFC 7807 document every error answers with (for the OpenAPI document).
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[allow(dead_code)] // only described, built with `json!` in `problem`
+struct ProblemDoc {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The offending field, e.g. `problem.zones[1].idle`.
+    field: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fleet-optimization",
+        description = "Exact, streaming fleet rebalancing (DESIGN.md section 4)."
+    ),
+    components(schemas(
+        ProblemDoc,
+        Run,
+        RunStatus,
+        RunMode,
+        Recommendation,
+        Rebalancing,
+        RebalancingStatus,
+        PlannedMove,
+        MetricPoint,
+        MetricBucket
+    ))
+)]
+struct ApiDoc;
+
+/// The service's routes, and the OpenAPI document generated from the same
+/// handler annotations (so no route can be missing from it).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route(&format!("{BASE}/runs"), get(list_runs).post(create_run))
+    let (api_routes, openapi) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(list_runs, create_run))
+        .routes(routes!(get_run, update_run, delete_run))
+        .routes(routes!(get_results))
+        .routes(routes!(get_recommendations))
+        .routes(routes!(query_metrics, ingest_metrics))
+        .routes(routes!(list_rebalancing, create_rebalancing))
+        .routes(routes!(
+            get_rebalancing,
+            update_rebalancing,
+            delete_rebalancing
+        ))
+        .split_for_parts();
+    let document = Arc::new(openapi);
+    api_routes
         .route(
-            &format!("{BASE}/runs/{{id}}"),
-            get(get_run).put(update_run).delete(delete_run),
-        )
-        .route(&format!("{BASE}/runs/{{id}}/results"), get(get_results))
-        .route(
-            &format!("{BASE}/runs/{{id}}/recommendations"),
-            get(get_recommendations),
-        )
-        .route(
-            &format!("{BASE}/metrics"),
-            get(query_metrics).post(ingest_metrics),
-        )
-        .route(
-            &format!("{BASE}/rebalancing"),
-            get(list_rebalancing).post(create_rebalancing),
-        )
-        .route(
-            &format!("{BASE}/rebalancing/{{id}}"),
-            get(get_rebalancing)
-                .put(update_rebalancing)
-                .delete(delete_rebalancing),
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
         )
         .route("/metrics", get(telemetry::prometheus))
         .route("/metrics/prometheus", get(telemetry::prometheus))
@@ -135,6 +170,9 @@ fn bad_json(e: JsonRejection) -> Response {
     problem(status, text, field.as_deref())
 }
 
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "Dependencies up (database ok; redis ok or embedded)"),
+              (status = 503, description = "A dependency is down")))]
 async fn health(State(state): State<AppState>) -> Response {
     let database = if state.store.ping().await {
         "ok"
@@ -189,7 +227,7 @@ where
 }
 
 /// The body of `POST /runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRun {
     fleet_id: String,
@@ -197,12 +235,16 @@ struct CreateRun {
     #[serde(default = "one_shot")]
     mode: RunMode,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     objectives: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     constraints: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     horizon: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     problem: Option<Value>,
 }
 
@@ -210,6 +252,11 @@ fn one_shot() -> RunMode {
     RunMode::OneShot
 }
 
+#[utoipa::path(post, path = "/api/v1/fleet-optimization/runs", tag = "runs", request_body = CreateRun,
+    responses((status = 201, description = "Created; executes asynchronously", body = Run),
+              (status = 400, description = "Malformed JSON or wrong types", body = ProblemDoc),
+              (status = 413, description = "Body too large", body = ProblemDoc),
+              (status = 422, description = "Semantically invalid (field named)", body = ProblemDoc)))]
 async fn create_run(
     State(state): State<AppState>,
     body: Result<Json<CreateRun>, JsonRejection>,
@@ -403,6 +450,8 @@ fn solve_run(run: &Run) -> Result<Outcome, String> {
     Ok((doc.objective, value, recs, measured))
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Run), (status = 404, body = ProblemDoc)))]
 async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     // A finished run no longer changes (only deletion, which invalidates).
     let key = run_key(&id);
@@ -440,7 +489,8 @@ fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     fleet_id: Option<String>,
     status: Option<String>,
@@ -448,6 +498,8 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, description = "`{items: [Run], next_cursor}`"), (status = 400, body = ProblemDoc)))]
 async fn list_runs(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -486,7 +538,7 @@ async fn list_runs(
 
 /// The body of `PUT /runs/{id}`: cancel (`status: cancelled`), or edit a
 /// pending run's name and spec (fields not given keep their value).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateRun {
     #[serde(default)]
@@ -494,15 +546,22 @@ struct UpdateRun {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     objectives: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     constraints: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     horizon: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     problem: Option<Value>,
 }
 
+#[utoipa::path(put, path = "/api/v1/fleet-optimization/runs/{id}", tag = "runs", params(("id" = String, Path)), request_body = UpdateRun,
+    responses((status = 200, body = Run), (status = 404, body = ProblemDoc), (status = 409, description = "Illegal state change", body = ProblemDoc),
+              (status = 422, body = ProblemDoc)))]
 async fn update_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -576,6 +635,8 @@ async fn update_run(
     }
 }
 
+#[utoipa::path(delete, path = "/api/v1/fleet-optimization/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 204, description = "Cancelled if active, then removed"), (status = 404, body = ProblemDoc)))]
 async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     // Cancel first if still active, so a waiting worker does not start it.
     if let Ok(run) = state.store.get_run(&id).await {
@@ -598,6 +659,8 @@ async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/runs/{id}/results", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, description = "`{run_id, objective, report}`: objectives, Pareto front, stats"), (status = 404, body = ProblemDoc)))]
 async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     run_document(&state, &id, &results_key(&id), |store, id| async move {
         match store.get_result(&id).await {
@@ -615,6 +678,8 @@ async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> R
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/runs/{id}/recommendations", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, description = "`{items: [Recommendation]}`"), (status = 404, body = ProblemDoc)))]
 async fn get_recommendations(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     run_document(
         &state,
@@ -660,7 +725,7 @@ where
 }
 
 /// The body of `POST /rebalancing`: a run's recommendations, or explicit moves.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRebalancing {
     fleet_id: String,
@@ -672,6 +737,9 @@ struct CreateRebalancing {
     moves: Vec<PlannedMove>,
 }
 
+#[utoipa::path(post, path = "/api/v1/fleet-optimization/rebalancing", tag = "rebalancing", request_body = CreateRebalancing,
+    responses((status = 201, body = Rebalancing), (status = 400, body = ProblemDoc),
+              (status = 409, description = "A recommendation is taken or unknown", body = ProblemDoc), (status = 422, body = ProblemDoc)))]
 async fn create_rebalancing(
     State(state): State<AppState>,
     body: Result<Json<CreateRebalancing>, JsonRejection>,
@@ -750,6 +818,8 @@ async fn create_rebalancing(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/rebalancing/{id}", tag = "rebalancing", params(("id" = String, Path)),
+    responses((status = 200, body = Rebalancing), (status = 404, body = ProblemDoc)))]
 async fn get_rebalancing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.store.get_rebalancing(&id).await {
         Ok(op) => Json(op).into_response(),
@@ -757,6 +827,8 @@ async fn get_rebalancing(State(state): State<AppState>, Path(id): Path<String>) 
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/rebalancing", tag = "rebalancing", params(ListQuery),
+    responses((status = 200, description = "`{items: [Rebalancing], next_cursor}`"), (status = 400, body = ProblemDoc)))]
 async fn list_rebalancing(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -801,12 +873,14 @@ async fn list_rebalancing(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateRebalancing {
     status: RebalancingStatus,
 }
 
+#[utoipa::path(put, path = "/api/v1/fleet-optimization/rebalancing/{id}", tag = "rebalancing", params(("id" = String, Path)), request_body = UpdateRebalancing,
+    responses((status = 200, body = Rebalancing), (status = 404, body = ProblemDoc), (status = 409, body = ProblemDoc)))]
 async fn update_rebalancing(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -823,6 +897,8 @@ async fn update_rebalancing(
     }
 }
 
+#[utoipa::path(delete, path = "/api/v1/fleet-optimization/rebalancing/{id}", tag = "rebalancing", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemDoc)))]
 async fn delete_rebalancing(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.store.delete_rebalancing(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -831,16 +907,19 @@ async fn delete_rebalancing(State(state): State<AppState>, Path(id): Path<String
 }
 
 /// A point as posted: `ts` is RFC 3339 or epoch milliseconds, default now.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PointIn {
     name: String,
     value: f64,
     #[serde(default)]
     fleet_id: Option<String>,
+    /// RFC 3339 string or epoch milliseconds; default now.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     ts: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     labels: serde_json::Map<String, Value>,
 }
 
@@ -901,6 +980,8 @@ fn check_point(k: usize, p: PointIn) -> Result<MetricPoint, Response> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/fleet-optimization/metrics", tag = "metrics", request_body = Vec<PointIn>,
+    responses((status = 201, description = "`{accepted: n}`"), (status = 400, body = ProblemDoc), (status = 422, body = ProblemDoc)))]
 async fn ingest_metrics(
     State(state): State<AppState>,
     body: Result<Json<PointsIn>, JsonRejection>,
@@ -929,8 +1010,9 @@ async fn ingest_metrics(
         .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MetricsQuery {
     name: Option<String>,
     fleet_id: Option<String>,
@@ -960,6 +1042,8 @@ fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response>
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/fleet-optimization/metrics", tag = "metrics", params(MetricsQuery),
+    responses((status = 200, description = "`{points: [MetricPoint]}` or, with `bucket`, `{bucket_ms, buckets: [MetricBucket]}`"), (status = 400, body = ProblemDoc)))]
 async fn query_metrics(
     State(state): State<AppState>,
     query: Result<Query<MetricsQuery>, QueryRejection>,

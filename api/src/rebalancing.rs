@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `planned -> in_progress -> completed`; planned or in-progress operations
 /// can be cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RebalancingStatus {
     Planned,
@@ -49,7 +49,7 @@ impl RebalancingStatus {
 }
 
 /// One move of an operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedMove {
     pub from: String,
@@ -58,7 +58,7 @@ pub struct PlannedMove {
 }
 
 /// A stored rebalancing operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rebalancing {
     pub id: String,
     pub fleet_id: String,

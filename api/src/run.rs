@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a run is in its life: `pending -> running -> succeeded | failed |
 /// cancelled`; a pending or running run can also be cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Pending,
@@ -61,7 +61,7 @@ impl RunStatus {
 }
 
 /// How a run is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
     OneShot,
@@ -84,7 +84,7 @@ impl RunMode {
 }
 
 /// A stored run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     pub id: String,
     pub fleet_id: String,
@@ -92,6 +92,7 @@ pub struct Run {
     pub mode: RunMode,
     pub status: RunStatus,
     /// Objectives, constraints, horizon and optional inline problem, as given.
+    #[schema(value_type = Object)]
     pub spec: serde_json::Value,
     pub error: Option<String>,
     /// Milliseconds since the Unix epoch.

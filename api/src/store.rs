@@ -144,7 +144,7 @@ pub struct NewRun {
 }
 
 /// A move recommended by a run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Recommendation {
     pub id: String,
     pub run_id: String,
@@ -628,18 +628,19 @@ impl Store {
 }
 
 /// One time-series point.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MetricPoint {
     pub name: String,
     pub value: f64,
     pub fleet_id: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub ts: i64,
+    #[schema(value_type = Object)]
     pub labels: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Points of one metric aggregated over a time bucket.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MetricBucket {
     pub name: String,
     /// Start of the bucket, ms since the epoch.
