@@ -33,6 +33,23 @@ use crate::time::{parse_duration_ms, parse_rfc3339};
 pub const BASE: &str = "/api/v1/fleet-optimization";
 /// Largest page a list returns.
 pub const MAX_LIMIT: usize = 500;
+/// Largest request body accepted (an inline problem of ~10k zones fits).
+pub const BODY_LIMIT: usize = 2 << 20;
+/// How long a request may take before the service answers 503 instead.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Middleware: a request that outlives [`REQUEST_TIMEOUT`] is answered with
+/// a 503 problem document (its work is dropped; runs execute outside requests).
+async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request took too long; retry later",
+            None,
+        ),
+    }
+}
 
 /// What handlers share.
 #[derive(Clone)]
@@ -122,7 +139,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(telemetry::prometheus))
         .route("/metrics/prometheus", get(telemetry::prometheus))
+        .route_layer(axum::middleware::from_fn(time_limit))
         .route_layer(axum::middleware::from_fn(telemetry::observe))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(state)
 }
