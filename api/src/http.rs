@@ -495,6 +495,21 @@ async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     }
 }
 
+/// A page of a list as `{items, next_cursor}`; an unknown cursor is the caller's error.
+fn page_response<T: serde::Serialize>(page: Result<crate::store::Page<T>, StoreError>) -> Response {
+    match page {
+        Ok(page) => {
+            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
+        }
+        Err(StoreError::NotFound) => problem(
+            StatusCode::BAD_REQUEST,
+            "not a cursor this service issued",
+            Some("cursor"),
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
 /// The page size asked for (default 50), or the problem to answer with.
 #[allow(clippy::result_large_err)] // the error is the response itself, returned at once
 fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
@@ -538,21 +553,11 @@ async fn list_runs(
             return problem(StatusCode::BAD_REQUEST, "not a run status", Some("status"))
         }
     };
-    match state
+    let page = state
         .store
         .list_runs(q.fleet_id.as_deref(), status, limit, q.cursor.as_deref())
-        .await
-    {
-        Ok(page) => {
-            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
-        }
-        Err(StoreError::NotFound) => problem(
-            StatusCode::BAD_REQUEST,
-            "not a cursor this service issued",
-            Some("cursor"),
-        ),
-        Err(e) => store_error(e),
-    }
+        .await;
+    page_response(page)
 }
 
 /// The body of `PUT /runs/{id}`: cancel (`status: cancelled`), or edit a
@@ -875,21 +880,11 @@ async fn list_rebalancing(
             )
         }
     };
-    match state
+    let page = state
         .store
         .list_rebalancing(q.fleet_id.as_deref(), status, limit, q.cursor.as_deref())
-        .await
-    {
-        Ok(page) => {
-            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
-        }
-        Err(StoreError::NotFound) => problem(
-            StatusCode::BAD_REQUEST,
-            "not a cursor this service issued",
-            Some("cursor"),
-        ),
-        Err(e) => store_error(e),
-    }
+        .await;
+    page_response(page)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

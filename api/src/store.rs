@@ -268,21 +268,13 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Run>, StoreError> {
-        let (after_time, after_id) = match cursor {
-            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
-            None => (i64::MIN, String::new()),
-        };
         let sql = match fleet_id {
             Some(_) => page_query!(run_columns!(), "optimization_runs", "fleet_id = $1"),
             None => page_query!(run_columns!(), "optimization_runs", "$1 = $1"),
         };
-        let rows = sqlx::query(sql)
-            .bind(fleet_id.unwrap_or(""))
-            .bind(status.map_or("", RunStatus::as_str))
-            .bind(after_time)
-            .bind(after_id)
-            .bind(limit as i64 + 1)
-            .fetch_all(&self.pool)
+        let status = status.map_or("", RunStatus::as_str);
+        let rows = self
+            .fetch_page(sql, fleet_id, status, limit, cursor)
             .await?;
         let items = rows.iter().map(read_run).collect::<Result<Vec<_>, _>>()?;
         Ok(page(items, limit, |r| (r.created_at, r.id.clone())))
@@ -561,21 +553,13 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Rebalancing>, StoreError> {
-        let (after_time, after_id) = match cursor {
-            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
-            None => (i64::MIN, String::new()),
-        };
         let sql = match fleet_id {
             Some(_) => page_query!(rebalancing_columns!(), "fleet_rebalancing", "fleet_id = $1"),
             None => page_query!(rebalancing_columns!(), "fleet_rebalancing", "$1 = $1"),
         };
-        let rows = sqlx::query(sql)
-            .bind(fleet_id.unwrap_or(""))
-            .bind(status.map_or("", RebalancingStatus::as_str))
-            .bind(after_time)
-            .bind(after_id)
-            .bind(limit as i64 + 1)
-            .fetch_all(&self.pool)
+        let status = status.map_or("", RebalancingStatus::as_str);
+        let rows = self
+            .fetch_page(sql, fleet_id, status, limit, cursor)
             .await?;
         let items = rows
             .iter()
@@ -743,6 +727,32 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Runs a [`page_query!`] statement: one row more than `limit`, after
+    /// `cursor` (unknown cursors are [`StoreError::NotFound`]).
+    async fn fetch_page(
+        &self,
+        sql: &'static str,
+        fleet_id: Option<&str>,
+        status: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let (after_time, after_id) = match cursor {
+            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
+            None => (i64::MIN, String::new()),
+        };
+        Ok(sqlx::query(sql)
+            .bind(fleet_id.unwrap_or(""))
+            .bind(status)
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 
