@@ -59,6 +59,27 @@ async fn problem_field(resp: reqwest::Response) -> (StatusCode, Option<String>) 
     (status, body["field"].as_str().map(str::to_owned))
 }
 
+/// GETs `url` and parses the JSON body.
+async fn get_json(client: &Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// POSTs a Manhattan-example run for `fleet`; returns its id and URL.
+async fn post_run(client: &Client, base: &str, fleet: &str, name: &str) -> (String, String) {
+    let created: Value = client
+        .post(format!("{base}{BASE}/runs"))
+        .json(&json!({"fleet_id": fleet, "name": name, "problem": manhattan()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let url = format!("{base}{BASE}/runs/{id}");
+    (id, url)
+}
+
 /// Polls a run until it reaches a final status (bounded: fails after 30 s).
 async fn wait_final(client: &Client, url: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -77,14 +98,7 @@ async fn a_run_executes_and_its_results_and_recommendations_are_served() {
     for store in stores().await {
         let base = spawn(AppState::new(store, 2)).await;
         let client = Client::new();
-        let health: Value = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = get_json(&client, &format!("{base}/health")).await;
         assert_eq!(health["dependencies"]["database"], "ok");
 
         let fleet = format!("fleet-{}", new_id());
@@ -105,42 +119,21 @@ async fn a_run_executes_and_its_results_and_recommendations_are_served() {
 
         let run = wait_final(&client, &format!("{base}{location}")).await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        let results: Value = client
-            .get(format!("{base}{location}/results"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let results: Value = get_json(&client, &format!("{base}{location}/results")).await;
         let moves = results["report"]["moves"].as_array().unwrap().len();
         assert!(
             moves > 0 && results["objective"].as_f64().unwrap() > 0.0,
             "{results}"
         );
         assert!(!results["report"]["pareto"].as_array().unwrap().is_empty());
-        let recs: Value = client
-            .get(format!("{base}{location}/recommendations"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let recs: Value = get_json(&client, &format!("{base}{location}/recommendations")).await;
         let recs = recs["items"].as_array().unwrap();
         assert_eq!(recs.len(), moves);
         assert!(recs
             .iter()
             .all(|r| r["status"] == "proposed" && r["fleet_id"] == fleet.as_str()));
 
-        let list: Value = client
-            .get(format!("{base}{BASE}/runs?fleet_id={fleet}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&client, &format!("{base}{BASE}/runs?fleet_id={fleet}")).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
         // A finished run cannot be cancelled; deleting removes it and its outcome.
@@ -183,16 +176,7 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
         let base = spawn(state).await;
         let client = Client::new();
         let fleet = format!("fleet-{}", new_id());
-        let created: Value = client
-            .post(format!("{base}{BASE}/runs"))
-            .json(&json!({"fleet_id": fleet, "name": "waits", "problem": manhattan()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+        let (_, url) = post_run(&client, &base, &fleet, "waits").await;
         // A pending run can be edited: name and spec; the problem is validated.
         let edited: Value = client
             .put(&url)
@@ -346,14 +330,7 @@ async fn bad_input_is_a_problem_document_naming_the_field_and_stores_nothing() {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         // Nothing was stored for this fleet.
-        let list: Value = client
-            .get(format!("{runs}?fleet_id={fleet}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&client, &format!("{runs}?fleet_id={fleet}")).await;
         assert!(list["items"].as_array().unwrap().is_empty());
 
         for (query, field) in [
@@ -397,26 +374,9 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
         let base = spawn(AppState::new(store, 2)).await;
         let client = Client::new();
         let fleet = format!("fleet-{}", new_id());
-        let created: Value = client
-            .post(format!("{base}{BASE}/runs"))
-            .json(&json!({"fleet_id": fleet, "name": "for ops", "problem": manhattan()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let run_id = created["id"].as_str().unwrap().to_owned();
-        let run_url = format!("{base}{BASE}/runs/{run_id}");
+        let (run_id, run_url) = post_run(&client, &base, &fleet, "for ops").await;
         assert_eq!(wait_final(&client, &run_url).await["status"], "succeeded");
-        let recs: Value = client
-            .get(format!("{run_url}/recommendations"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let recs: Value = get_json(&client, &format!("{run_url}/recommendations")).await;
         let ids: Vec<String> = recs["items"]
             .as_array()
             .unwrap()
@@ -444,14 +404,7 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
         let op: Value = resp.json().await.unwrap();
         assert_eq!(op["status"], "planned");
         assert_eq!(op["moves"].as_array().unwrap().len(), 1);
-        let recs: Value = client
-            .get(format!("{run_url}/recommendations"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let recs: Value = get_json(&client, &format!("{run_url}/recommendations")).await;
         let statuses: Vec<&str> = recs["items"]
             .as_array()
             .unwrap()
@@ -489,14 +442,7 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
             .await
             .unwrap();
         assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
-        let recs: Value = client
-            .get(format!("{run_url}/recommendations"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let recs: Value = get_json(&client, &format!("{run_url}/recommendations")).await;
         assert_eq!(
             recs["items"]
                 .as_array()
@@ -567,24 +513,10 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
             let (_, got) = problem_field(resp).await;
             assert_eq!(got.as_deref(), Some(field), "{body}");
         }
-        let list: Value = client
-            .get(format!("{ops}?fleet_id={fleet}&limit=1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&client, &format!("{ops}?fleet_id={fleet}&limit=1")).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
         let next = list["next_cursor"].as_str().unwrap();
-        let rest: Value = client
-            .get(format!("{ops}?fleet_id={fleet}&cursor={next}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rest: Value = get_json(&client, &format!("{ops}?fleet_id={fleet}&cursor={next}")).await;
         assert_eq!(rest["items"].as_array().unwrap().len(), 1);
         assert_eq!(
             client.delete(&op_url).send().await.unwrap().status(),
@@ -612,14 +544,7 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
         ]);
         let resp = client.post(&metrics).json(&points).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED);
-        let got: Value = client
-            .get(format!("{metrics}?name={name}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Value = get_json(&client, &format!("{metrics}?name={name}")).await;
         let values: Vec<f64> = got["points"]
             .as_array()
             .unwrap()
@@ -650,14 +575,8 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
         );
         assert_eq!(buckets[1]["start"].as_i64(), Some(1_551_686_520_000));
         // `to` is exclusive.
-        let got: Value = client
-            .get(format!("{metrics}?name={name}&to=1551686520000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Value =
+            get_json(&client, &format!("{metrics}?name={name}&to=1551686520000")).await;
         assert_eq!(got["points"].as_array().unwrap().len(), 3);
 
         // Bad points are refused as a whole, naming the point and field.
@@ -682,14 +601,7 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
                 "{body}"
             );
         }
-        let got: Value = client
-            .get(format!("{metrics}?name={name}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got: Value = get_json(&client, &format!("{metrics}?name={name}")).await;
         assert_eq!(
             got["points"].as_array().unwrap().len(),
             4,
@@ -713,16 +625,7 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
         }
 
         // A run writes its success and execution time.
-        let created: Value = client
-            .post(format!("{base}{BASE}/runs"))
-            .json(&json!({"fleet_id": fleet, "name": "measured", "problem": manhattan()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+        let (_, url) = post_run(&client, &base, &fleet, "measured").await;
         assert_eq!(wait_final(&client, &url).await["status"], "succeeded");
         for (metric, check) in [
             ("optimization_success", 1.0),
@@ -731,14 +634,11 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
             ("cost_reduction_pct", -1.0),
             ("fleet_efficiency_improvement_pct", -1.0),
         ] {
-            let got: Value = client
-                .get(format!("{metrics}?name={metric}&fleet_id={fleet}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let got: Value = get_json(
+                &client,
+                &format!("{metrics}?name={metric}&fleet_id={fleet}"),
+            )
+            .await;
             let points = got["points"].as_array().unwrap();
             assert_eq!(points.len(), 1, "{metric}: {got}");
             let value = points[0]["value"].as_f64().unwrap();
@@ -824,45 +724,14 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
         let cache = Cache::redis(&addr).await.unwrap();
         let base = spawn(AppState::new(store, 1).with_cache(cache)).await;
         let client = Client::new();
-        let health: Value = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = get_json(&client, &format!("{base}/health")).await;
         assert_eq!(health["dependencies"]["redis"], "ok");
 
         let fleet = format!("fleet-{}", new_id());
-        let created: Value = client
-            .post(format!("{base}{BASE}/runs"))
-            .json(&json!({"fleet_id": fleet, "name": "cached", "problem": manhattan()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let run_id = created["id"].as_str().unwrap().to_owned();
-        let url = format!("{base}{BASE}/runs/{run_id}");
+        let (run_id, url) = post_run(&client, &base, &fleet, "cached").await;
         assert_eq!(wait_final(&client, &url).await["status"], "succeeded");
-        let first: Value = client
-            .get(format!("{url}/results"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let recs: Value = client
-            .get(format!("{url}/recommendations"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let first: Value = get_json(&client, &format!("{url}/results")).await;
+        let recs: Value = get_json(&client, &format!("{url}/recommendations")).await;
 
         // The documents are now in the real Redis, byte for byte what was served.
         let redis = redis::Client::open(format!("redis://{addr}")).unwrap();
@@ -876,14 +745,7 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
             serde_json::from_str::<Value>(&cached.unwrap()).unwrap(),
             first
         );
-        let again: Value = client
-            .get(format!("{url}/results"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let again: Value = get_json(&client, &format!("{url}/results")).await;
         assert_eq!(again, first);
 
         // Accepting a recommendation makes the cached list stale: it is dropped.
@@ -901,14 +763,7 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
             .await
             .unwrap();
         assert!(gone.is_none());
-        let fresh: Value = client
-            .get(format!("{url}/recommendations"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let fresh: Value = get_json(&client, &format!("{url}/recommendations")).await;
         assert_eq!(fresh["items"][0]["status"], "accepted");
 
         // Deleting the run drops its cached documents.
