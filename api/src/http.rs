@@ -119,7 +119,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(list_runs, create_run))
         .routes(routes!(get_run, update_run, delete_run))
         .routes(routes!(get_results))
-        .routes(routes!(get_recommendations))
+        .routes(routes!(get_recommendations, decide_recommendations))
         .routes(routes!(query_metrics, ingest_metrics))
         .routes(routes!(list_rebalancing, create_rebalancing))
         .routes(routes!(
@@ -717,6 +717,62 @@ async fn get_recommendations(State(state): State<AppState>, Path(id): Path<Strin
         },
     )
     .await
+}
+
+/// The body of `POST /runs/{id}/recommendations`: an operator's decision
+/// on proposed recommendations (accepting happens by creating a rebalancing
+/// operation from them).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DecideRecommendations {
+    ids: Vec<String>,
+    /// `rejected` or `expired`.
+    status: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/fleet-optimization/runs/{id}/recommendations", tag = "runs",
+    params(("id" = String, Path)), request_body = DecideRecommendations,
+    responses((status = 200, description = "`{items: [Recommendation]}` after the change"), (status = 404, body = ProblemDoc),
+              (status = 409, description = "A recommendation is not proposed (all or none)", body = ProblemDoc),
+              (status = 422, body = ProblemDoc)))]
+async fn decide_recommendations(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<DecideRecommendations>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    if !matches!(body.status.as_str(), "rejected" | "expired") {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`rejected` or `expired` (accept by creating a rebalancing operation)",
+            Some("status"),
+        );
+    }
+    if body.ids.is_empty() {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least one recommendation id",
+            Some("ids"),
+        );
+    }
+    if let Err(e) = state.store.get_run(&id).await {
+        return store_error(e);
+    }
+    if let Err(e) = state
+        .store
+        .decide_recommendations(&id, &body.ids, &body.status)
+        .await
+    {
+        return store_error(e);
+    }
+    state.cache.invalidate(&[recommendations_key(&id)]).await;
+    match state.store.list_recommendations(&id).await {
+        Ok(items) => Json(json!({"items": items})).into_response(),
+        Err(e) => store_error(e),
+    }
 }
 
 /// A document of run `id`: from the cache if there (only finished runs'

@@ -419,6 +419,37 @@ impl Store {
         Ok((row.try_get("objective")?, report))
     }
 
+    /// Moves recommendations `ids` of run `run_id` from `proposed` to
+    /// `status` (`rejected` or `expired`), all or none.
+    pub async fn decide_recommendations(
+        &self,
+        run_id: &str,
+        ids: &[String],
+        status: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            let changed = sqlx::query(
+                "UPDATE optimization_recommendations SET status = $1, updated_at = $2 \
+                 WHERE id = $3 AND run_id = $4 AND status = 'proposed'",
+            )
+            .bind(status)
+            .bind(now_ms())
+            .bind(id)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::Refused(format!(
+                    "recommendation {id} of this run is not proposed"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A run's recommendations, in the order they were stored.
     pub async fn list_recommendations(
         &self,

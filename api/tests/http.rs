@@ -453,6 +453,51 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
             1
         );
 
+        // Rejecting: all or none, only proposed ones, then it cannot be accepted.
+        let decide = format!("{run_url}/recommendations");
+        let last = ids.last().unwrap().clone();
+        let resp = client
+            .post(&decide)
+            .json(&json!({"ids": [last.clone(), ids[0].clone()], "status": "rejected"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
+        let resp = client
+            .post(&decide)
+            .json(&json!({"ids": [last.clone()], "status": "accepted"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_field(resp).await,
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("status".into()))
+        );
+        let after: Value = client
+            .post(&decide)
+            .json(&json!({"ids": [last.clone()], "status": "rejected"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rejected: Vec<&Value> = after["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "rejected")
+            .collect();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0]["id"], last.as_str());
+        let resp = client
+            .post(&ops)
+            .json(&json!({"fleet_id": fleet, "recommendation_ids": [last]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::CONFLICT);
+
         // Lifecycle: planned -> in_progress -> completed; nothing after.
         let op_url = format!("{ops}/{}", op["id"].as_str().unwrap());
         let resp = client
@@ -802,7 +847,7 @@ async fn openapi_document_lists_every_route() {
         ("/runs", &["get", "post"]),
         ("/runs/{id}", &["get", "put", "delete"]),
         ("/runs/{id}/results", &["get"]),
-        ("/runs/{id}/recommendations", &["get"]),
+        ("/runs/{id}/recommendations", &["get", "post"]),
         ("/rebalancing", &["get", "post"]),
         ("/rebalancing/{id}", &["get", "put", "delete"]),
         ("/metrics", &["get", "post"]),
