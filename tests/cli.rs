@@ -593,3 +593,45 @@ fn serve_runs_embedded_and_stops_on_sigterm() {
     assert!(status.success(), "exit {status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `migrate` creates the embedded database and applies the schema; running
+/// it again is harmless.
+#[test]
+fn migrate_applies_the_schema_to_the_embedded_database() {
+    let dir = std::env::temp_dir().join(format!("fleet-migrate-{}", std::process::id()));
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
+            .arg("migrate")
+            .env_remove("DATABASE_URL")
+            .env("DATA_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = std::fs::read(dir.join("fleet-optimization.db")).unwrap();
+    // SQLite files start with this header; the schema names our tables.
+    assert!(db.starts_with(b"SQLite format 3\0"));
+    let text = String::from_utf8_lossy(&db);
+    for table in [
+        "optimization_runs",
+        "optimization_results",
+        "optimization_recommendations",
+        "fleet_rebalancing",
+        "optimization_metrics",
+    ] {
+        assert!(text.contains(table), "{table} missing");
+    }
+    // A bad DATABASE_URL is a clear failure (exit 1), not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the database"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -193,8 +193,10 @@ impl Store {
         // SQLite allows one writer: a single connection serialises writes
         // instead of failing them with "database is locked".
         let max = if backend == Backend::Sqlite { 1 } else { 10 };
+        // Fail in seconds, not sqlx's default 30 s, when the database is unreachable.
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&url)
             .await?;
         Ok(Store { pool, backend })
