@@ -495,6 +495,30 @@ async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     }
 }
 
+/// The query of a list endpoint, checked: page size and a status that
+/// `parse` (the resource's status parser) knows.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
+fn list_params<S>(
+    query: Result<Query<ListQuery>, QueryRejection>,
+    parse: fn(&str) -> Option<S>,
+    what: &str,
+) -> Result<(ListQuery, usize, Option<S>), Response> {
+    let Query(q) =
+        query.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text(), Some("limit")))?;
+    let limit = page_limit(q.limit)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(parse(s).ok_or_else(|| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                format!("not a {what} status"),
+                Some("status"),
+            )
+        })?),
+    };
+    Ok((q, limit, status))
+}
+
 /// A page of a list as `{items, next_cursor}`; an unknown cursor is the caller's error.
 fn page_response<T: serde::Serialize>(page: Result<crate::store::Page<T>, StoreError>) -> Response {
     match page {
@@ -538,20 +562,9 @@ async fn list_runs(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), Some("limit")),
-    };
-    let limit = match page_limit(q.limit) {
-        Ok(limit) => limit,
+    let (q, limit, status) = match list_params(query, RunStatus::parse, "run") {
+        Ok(params) => params,
         Err(response) => return response,
-    };
-    let status = match q.status.as_deref().map(|s| RunStatus::parse(s).ok_or(s)) {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(_)) => {
-            return problem(StatusCode::BAD_REQUEST, "not a run status", Some("status"))
-        }
     };
     let page = state
         .store
@@ -913,28 +926,9 @@ async fn list_rebalancing(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), Some("limit")),
-    };
-    let limit = match page_limit(q.limit) {
-        Ok(limit) => limit,
+    let (q, limit, status) = match list_params(query, RebalancingStatus::parse, "rebalancing") {
+        Ok(params) => params,
         Err(response) => return response,
-    };
-    let status = match q
-        .status
-        .as_deref()
-        .map(|s| RebalancingStatus::parse(s).ok_or(s))
-    {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(_)) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "not a rebalancing status",
-                Some("status"),
-            )
-        }
     };
     let page = state
         .store

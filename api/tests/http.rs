@@ -5,26 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_api::http::{router, AppState, BASE};
-use fleet_api::store::{new_id, Store};
+use fleet_api::store::new_id;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-fn postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn stores() -> Vec<Store> {
-    let file = std::env::temp_dir().join(format!("fleet-http-{}.db", new_id()));
-    let mut out = Vec::new();
-    for url in [format!("sqlite://{}", file.display()), postgres_url()] {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        out.push(store);
-    }
-    out
-}
+mod common;
+use common::stores;
 
 /// Starts the service on 127.0.0.1:<random>; returns its base URL.
 async fn spawn(state: AppState) -> String {

@@ -3,28 +3,10 @@
 //! test runs the same body on both.
 
 use fleet_api::run::{RunMode, RunStatus};
-use fleet_api::store::{new_id, now_ms, NewRun, Recommendation, Store, StoreError};
+use fleet_api::store::{new_id, now_ms, NewRun, Recommendation, StoreError};
 
-fn postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn stores() -> Vec<Store> {
-    let file = std::env::temp_dir().join(format!("fleet-store-{}.db", new_id()));
-    let mut stores = Vec::new();
-    for url in [format!("sqlite://{}", file.display()), postgres_url()] {
-        let store = Store::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        store.migrate().await.unwrap();
-        // Migrating twice is harmless (the service migrates at every start).
-        store.migrate().await.unwrap();
-        assert!(store.ping().await);
-        stores.push(store);
-    }
-    stores
-}
+mod common;
+use common::stores;
 
 fn new_run(fleet: &str, name: &str) -> NewRun {
     NewRun {
