@@ -3,7 +3,6 @@
 //! name the offending field.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -11,8 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use fleet_engine::optimize::{do_nothing, optimize, pareto_front};
-use fleet_engine::problem_file::{report, ProblemFile};
+use fleet_engine::run_settings::{Constraints, HorizonSettings, ObjectiveWeights};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -22,9 +20,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::cache::{recommendations_key, results_key, run_key, Cache};
 use crate::rebalancing::{PlannedMove, Rebalancing, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
+use crate::solve::{self, RunSpec};
 use crate::store::{
-    new_id, now_ms, MetricBucket, MetricFilter, MetricPoint, NewRun, Recommendation, Store,
-    StoreError,
+    now_ms, MetricBucket, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
 };
 use crate::telemetry;
 use crate::time::{parse_duration_ms, parse_rfc3339};
@@ -40,8 +38,12 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// Middleware: a request that outlives [`REQUEST_TIMEOUT`] is answered with
 /// a 503 problem document (its work is dropped; runs execute outside requests).
-async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+async fn time_limit(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -59,6 +61,8 @@ pub struct AppState {
     pub cache: Cache,
     /// Bounds how many runs execute at once; the rest wait in line.
     pub workers: Arc<Semaphore>,
+    /// How long a request may take ([`REQUEST_TIMEOUT`] unless configured).
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -68,7 +72,13 @@ impl AppState {
             store,
             cache: Cache::memory(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            request_timeout: REQUEST_TIMEOUT,
         }
+    }
+
+    pub fn with_request_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.request_timeout = limit;
+        self
     }
 
     pub fn with_cache(mut self, cache: Cache) -> Self {
@@ -118,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health))
         .routes(routes!(list_runs, create_run))
         .routes(routes!(get_run, update_run, delete_run))
-        .routes(routes!(get_results))
+        .routes(routes!(get_results, what_if_results))
         .routes(routes!(get_recommendations, decide_recommendations))
         .routes(routes!(query_metrics, ingest_metrics))
         .routes(routes!(list_rebalancing, create_rebalancing))
@@ -139,9 +149,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(telemetry::prometheus))
         .route("/metrics/prometheus", get(telemetry::prometheus))
-        .route_layer(axum::middleware::from_fn(time_limit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            time_limit,
+        ))
         .route_layer(axum::middleware::from_fn(telemetry::observe))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        // gzip when the client accepts it and the body is worth it (>= 32 bytes by default).
+        .layer(tower_http::compression::CompressionLayer::new())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(state)
 }
@@ -254,17 +269,26 @@ struct CreateRun {
     #[serde(default = "one_shot")]
     mode: RunMode,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    objectives: Option<Value>,
+    objectives: Option<ObjectiveWeights>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    constraints: Option<Value>,
+    constraints: Option<Constraints>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    horizon: Option<Value>,
+    horizon: Option<HorizonSettings>,
+    /// The problem file (DESIGN.md 2.1); required until live zone state is available.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     problem: Option<Value>,
+}
+
+impl CreateRun {
+    fn spec(&self) -> RunSpec {
+        RunSpec {
+            objectives: self.objectives,
+            constraints: self.constraints,
+            horizon: self.horizon,
+            problem: self.problem.clone(),
+        }
+    }
 }
 
 fn one_shot() -> RunMode {
@@ -300,30 +324,15 @@ async fn create_run(
             Some("mode"),
         );
     }
-    // Until the pipeline provides live zone state, a run needs an inline problem.
-    let Some(problem_doc) = body.problem.clone() else {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "an inline `problem` (DESIGN.md 2.1) is required until live zone state is available",
-            Some("problem"),
-        );
-    };
-    // Validate now, so a bad problem is a 422 and nothing is stored.
-    let parsed = serde_json::from_value::<ProblemFile>(problem_doc)
-        .map_err(|e| (String::from("problem"), e.to_string()))
-        .and_then(|file| {
-            file.into_problem()
-                .map_err(|e| (format!("problem.{}", e.field), e.message))
-        });
-    if let Err((field, message)) = parsed {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, message, Some(&field));
+    // Validate now, so a bad spec is a 422 naming the field and nothing is stored.
+    let spec = body.spec();
+    if let Err(e) = spec.prepare() {
+        return problem(StatusCode::UNPROCESSABLE_ENTITY, e.message, Some(&e.field));
     }
-    let spec = json!({
-        "objectives": body.objectives,
-        "constraints": body.constraints,
-        "horizon": body.horizon,
-        "problem": body.problem,
-    });
+    let spec = match serde_json::to_value(&spec) {
+        Ok(v) => v,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
     let new = NewRun {
         fleet_id: body.fleet_id,
         name: body.name,
@@ -354,13 +363,17 @@ pub async fn execute(state: AppState, id: String) {
         return;
     };
     let fleet_id = run.fleet_id.clone();
-    let outcome = tokio::task::spawn_blocking(move || solve_run(&run)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let prepared = stored_spec(&run).prepare().map_err(|e| e.to_string())?;
+        solve::solve(&prepared, &run.id, &run.fleet_id)
+    })
+    .await;
     let result = match outcome {
-        Ok(Ok((objective, report, recs, measured))) => state
+        Ok(Ok(out)) => state
             .store
-            .save_outcome(&id, objective, &report, &recs)
+            .save_outcome(&id, out.objective, &out.report, &out.recommendations)
             .await
-            .map(|()| measured)
+            .map(|()| out.measured)
             .map_err(|e| e.to_string()),
         Ok(Err(message)) => Err(message),
         Err(panic) => Err(format!("solver task failed: {panic}")),
@@ -399,10 +412,6 @@ pub async fn execute(state: AppState, id: String) {
     };
 }
 
-/// Objective, solve report, recommendations and the run's measurements
-/// (metric name, value).
-type Outcome = (f64, Value, Vec<Recommendation>, Vec<(&'static str, f64)>);
-
 /// Writes one built-in metric point; a metric that cannot be written must
 /// not fail what is being measured.
 async fn record_metric(state: &AppState, name: &str, value: f64, fleet_id: &str) {
@@ -416,57 +425,10 @@ async fn record_metric(state: &AppState, name: &str, value: f64, fleet_id: &str)
     let _ = state.store.insert_metric(&point).await;
 }
 
-fn solve_run(run: &Run) -> Result<Outcome, String> {
-    let file: ProblemFile =
-        serde_json::from_value(run.spec["problem"].clone()).map_err(|e| e.to_string())?;
-    let (problem, points) = file.into_problem().map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    let solved = optimize(&problem).map_err(|e| e.to_string())?;
-    let solve_ms = start.elapsed().as_secs_f64() * 1e3;
-    let front = if points == 0 {
-        Vec::new()
-    } else {
-        pareto_front(&problem, points).map_err(|e| e.to_string())?
-    };
-    let doc = report(&problem, &solved, &front, solve_ms);
-    // Benefit against moving nobody: cost reduction (% of the do-nothing
-    // objective) and fleet efficiency (percentage points of targets met).
-    let base = do_nothing(&problem).map_err(|e| e.to_string())?;
-    let plan = &solved.plan;
-    let mut measured = vec![
-        ("optimization_execution_time_ms", solve_ms),
-        (
-            "fleet_efficiency_improvement_pct",
-            100.0 * (plan.objectives.served_ratio - base.objectives.served_ratio),
-        ),
-    ];
-    if base.objective > 0.0 {
-        measured.push((
-            "cost_reduction_pct",
-            100.0 * (base.objective - plan.objective) / base.objective,
-        ));
-    }
-    let now = now_ms();
-    let recs = doc
-        .moves
-        .iter()
-        .map(|m| Recommendation {
-            id: new_id(),
-            run_id: run.id.clone(),
-            fleet_id: run.fleet_id.clone(),
-            from_zone: m.from.clone(),
-            to_zone: m.to.clone(),
-            vehicles: m.vehicles as i64,
-            km: m.km,
-            cost: m.cost,
-            benefit_per_vehicle: m.why.benefit_per_vehicle,
-            explanation: m.why.reason.clone(),
-            status: "proposed".into(),
-            created_at: now,
-        })
-        .collect();
-    let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
-    Ok((doc.objective, value, recs, measured))
+/// A stored run's spec; one that no longer parses (written by an older
+/// version) solves as nothing, failing the run with a clear message.
+fn stored_spec(run: &Run) -> RunSpec {
+    serde_json::from_value(run.spec.clone()).unwrap_or_default()
 }
 
 #[utoipa::path(get, path = "/api/v1/fleet-optimization/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
@@ -583,14 +545,11 @@ struct UpdateRun {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    objectives: Option<Value>,
+    objectives: Option<ObjectiveWeights>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    constraints: Option<Value>,
+    constraints: Option<Constraints>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    horizon: Option<Value>,
+    horizon: Option<HorizonSettings>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     problem: Option<Value>,
@@ -639,32 +598,24 @@ async fn update_run(
             );
         }
     }
-    if let Some(doc) = &body.problem {
-        let parsed = serde_json::from_value::<ProblemFile>(doc.clone())
-            .map_err(|e| (String::from("problem"), e.to_string()))
-            .and_then(|file| {
-                file.into_problem()
-                    .map_err(|e| (format!("problem.{}", e.field), e.message))
-            });
-        if let Err((field, message)) = parsed {
-            return problem(StatusCode::UNPROCESSABLE_ENTITY, message, Some(&field));
-        }
-    }
     let run = match state.store.get_run(&id).await {
         Ok(run) => run,
         Err(e) => return store_error(e),
     };
-    let mut spec = run.spec.clone();
-    for (key, value) in [
-        ("objectives", body.objectives),
-        ("constraints", body.constraints),
-        ("horizon", body.horizon),
-        ("problem", body.problem),
-    ] {
-        if let Some(value) = value {
-            spec[key] = value;
-        }
+    let edit = RunSpec {
+        objectives: body.objectives,
+        constraints: body.constraints,
+        horizon: body.horizon,
+        problem: body.problem,
+    };
+    let spec = stored_spec(&run).overridden_by(&edit);
+    if let Err(e) = spec.prepare() {
+        return problem(StatusCode::UNPROCESSABLE_ENTITY, e.message, Some(&e.field));
     }
+    let spec = match serde_json::to_value(&spec) {
+        Ok(v) => v,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
     let name = body.name.unwrap_or(run.name);
     match state.store.edit_pending_run(&id, &name, &spec).await {
         Ok(run) => Json(run).into_response(),
@@ -713,6 +664,86 @@ async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> R
         }
     })
     .await
+}
+
+/// The body of `POST /runs/{id}/results`: a what-if. The given parts replace
+/// the run's own (weights, limits, horizon) for one solve of the run's problem.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct WhatIf {
+    #[serde(default)]
+    objectives: Option<ObjectiveWeights>,
+    #[serde(default)]
+    constraints: Option<Constraints>,
+    #[serde(default)]
+    horizon: Option<HorizonSettings>,
+}
+
+#[utoipa::path(post, path = "/api/v1/fleet-optimization/runs/{id}/results", tag = "runs",
+    params(("id" = String, Path)), request_body = WhatIf,
+    responses((status = 200, description = "`{run_id, what_if: true, objective, report, stored_objective}`: the run's problem solved with the given \
+        weights/limits/horizon, next to the stored result's objective (null if none). Nothing is stored."),
+              (status = 400, body = ProblemDoc), (status = 404, body = ProblemDoc), (status = 422, body = ProblemDoc),
+              (status = 503, description = "Took longer than the request time limit", body = ProblemDoc)))]
+async fn what_if_results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<WhatIf>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    let run = match state.store.get_run(&id).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let what_if = RunSpec {
+        objectives: body.objectives,
+        constraints: body.constraints,
+        horizon: body.horizon,
+        problem: None,
+    };
+    let prepared = match stored_spec(&run).overridden_by(&what_if).prepare() {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, e.message, Some(&e.field)),
+    };
+    // The same worker slots as runs: a what-if never starves them of CPU.
+    // The slot moves into the blocking task, so it stays taken until the
+    // solve really ends, even if this request times out first.
+    let Ok(slot) = state.workers.clone().acquire_owned().await else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    };
+    let (run_id, fleet_id) = (run.id.clone(), run.fleet_id.clone());
+    let solved = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        solve::solve(&prepared, &run_id, &fleet_id)
+    })
+    .await;
+    let out = match solved {
+        Ok(Ok(out)) => out,
+        Ok(Err(message)) => return problem(StatusCode::UNPROCESSABLE_ENTITY, message, None),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
+    let stored = state
+        .store
+        .get_result(&id)
+        .await
+        .ok()
+        .map(|(objective, _)| objective);
+    Json(json!({
+        "run_id": id,
+        "what_if": true,
+        "objective": out.objective,
+        "report": out.report,
+        "recommendations": out.recommendations.iter().map(|r| json!({
+            "from_zone": r.from_zone, "to_zone": r.to_zone, "vehicles": r.vehicles,
+            "km": r.km, "cost": r.cost, "benefit_per_vehicle": r.benefit_per_vehicle,
+            "explanation": r.explanation,
+        })).collect::<Vec<_>>(),
+        "stored_objective": stored,
+    }))
+    .into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/fleet-optimization/runs/{id}/recommendations", tag = "runs", params(("id" = String, Path)),

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod http;
 pub mod rebalancing;
 pub mod run;
+pub mod solve;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -178,7 +178,10 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
             (edited["name"].as_str(), edited["status"].as_str()),
             (Some("renamed"), Some("pending"))
         );
-        assert_eq!(edited["spec"]["constraints"]["max_move_km"], 5);
+        assert_eq!(
+            edited["spec"]["constraints"]["max_move_km"].as_f64(),
+            Some(5.0)
+        );
         assert_eq!(edited["spec"]["problem"], manhattan());
         let mut bad = manhattan();
         bad["costs"]["per_km"] = json!(-1);
@@ -833,7 +836,7 @@ async fn openapi_document_lists_every_route() {
         ("/health", &["get"]),
         ("/runs", &["get", "post"]),
         ("/runs/{id}", &["get", "put", "delete"]),
-        ("/runs/{id}/results", &["get"]),
+        ("/runs/{id}/results", &["get", "post"]),
         ("/runs/{id}/recommendations", &["get", "post"]),
         ("/rebalancing", &["get", "post"]),
         ("/rebalancing/{id}", &["get", "put", "delete"]),
@@ -872,4 +875,219 @@ async fn openapi_document_lists_every_route() {
             "schema {schema} missing"
         );
     }
+}
+
+/// A run's objectives, constraints and horizon shape its solve, and
+/// `POST /runs/{id}/results` solves the run's problem again under other ones
+/// without storing anything.
+#[tokio::test]
+async fn run_settings_steer_the_solve_and_what_if_results_store_nothing() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 2)).await;
+        let client = Client::new();
+        let fleet = format!("fleet-{}", new_id());
+        let (_, free_url) = post_run(&client, &base, &fleet, "free").await;
+        assert_eq!(wait_final(&client, &free_url).await["status"], "succeeded");
+        let free = get_json(&client, &format!("{free_url}/results")).await;
+        let free_cost = free["report"]["objectives"]["move_cost"].as_f64().unwrap();
+        assert!(free_cost > 0.0, "{free}");
+
+        // A budget of half what the free optimum spends, and a horizon.
+        let resp = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(
+                &json!({"fleet_id": fleet, "name": "tight", "problem": manhattan(),
+                "objectives": {"service": 2.0},
+                "constraints": {"budget": free_cost / 2.0, "min_coverage": 1},
+                "horizon": {"periods": 2, "period_minutes": 15.0}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let created: Value = resp.json().await.unwrap();
+        assert_eq!(created["spec"]["constraints"]["min_coverage"], 1);
+        let tight_url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+        assert_eq!(wait_final(&client, &tight_url).await["status"], "succeeded");
+        let tight = get_json(&client, &format!("{tight_url}/results")).await;
+        let report = &tight["report"];
+        assert!(report["budget"]["spent"].as_f64().unwrap() <= free_cost / 2.0 + 1e-9);
+        assert_eq!(report["settings"]["objectives"]["service"], 2.0);
+        assert_eq!(
+            report["zones_after"][0]["vehicles_per_period"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // What-if: no service value at all means moving nobody is best.
+        let recs_before = get_json(&client, &format!("{free_url}/recommendations")).await;
+        let resp = client
+            .post(format!("{free_url}/results"))
+            .json(&json!({"objectives": {"service": 0.0, "coverage": 0.0}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let what_if: Value = resp.json().await.unwrap();
+        assert_eq!(what_if["what_if"], true);
+        assert!(what_if["recommendations"].as_array().unwrap().is_empty());
+        assert_eq!(what_if["report"]["objectives"]["move_cost"], 0.0);
+        assert_eq!(what_if["stored_objective"], free["objective"]);
+        // An empty what-if reproduces the stored result exactly.
+        let same: Value = client
+            .post(format!("{free_url}/results"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(same["objective"], free["objective"]);
+        assert_eq!(same["report"]["moves"], free["report"]["moves"]);
+        // Nothing stored: results and recommendations unchanged.
+        assert_eq!(
+            get_json(&client, &format!("{free_url}/results")).await,
+            free
+        );
+        assert_eq!(
+            get_json(&client, &format!("{free_url}/recommendations")).await,
+            recs_before
+        );
+
+        // Bad input names the field; unknown runs are 404.
+        let cases = [
+            (
+                json!({"objectives": {"service": -1}}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "objectives.service",
+            ),
+            (
+                json!({"constraints": {"budget": "lots"}}),
+                StatusCode::BAD_REQUEST,
+                "constraints.budget",
+            ),
+            (
+                json!({"horizon": {"periods": 0, "period_minutes": 5}}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "horizon.periods",
+            ),
+            (json!({"speed": 1}), StatusCode::BAD_REQUEST, "speed"),
+        ];
+        for (body, status, field) in cases {
+            let resp = client
+                .post(format!("{free_url}/results"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (got, got_field) = problem_field(resp).await;
+            assert_eq!(got, status, "{body}");
+            assert!(
+                got_field.as_deref().unwrap_or("").contains(field),
+                "{body}: {got_field:?}"
+            );
+        }
+        let resp = client
+            .post(format!("{base}{BASE}/runs/{}/results", new_id()))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem_field(resp).await.0, StatusCode::NOT_FOUND);
+        // Settings are checked when the run is created: nothing stored.
+        let resp = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(
+                &json!({"fleet_id": fleet, "name": "bad", "problem": manhattan(),
+                "objectives": {"cost": -2.0}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_field(resp).await,
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("objectives.cost".into())
+            )
+        );
+        let list = get_json(&client, &format!("{base}{BASE}/runs?fleet_id={fleet}")).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    }
+}
+
+/// A grid city big enough that its what-if solve takes far longer than a
+/// few milliseconds.
+fn big_city(side: usize) -> Value {
+    let zones: Vec<Value> = (0..side * side)
+        .map(|i| {
+            let (r, c) = (i / side, i % side);
+            json!({"id": format!("g{i}"), "lat": 40.70 + r as f64 * 0.004, "lon": -74.0 + c as f64 * 0.005,
+                   "idle": (i * 7) % 11, "target": (i * 5) % 9, "min_vehicles": (i % 3).min((i * 5) % 9)})
+        })
+        .collect();
+    json!({"zones": zones, "travel": {"metric": "haversine", "detour_factor": 1.3},
+           "costs": {"per_km": 0.6, "unmet_penalty": 15.0, "coverage_penalty": 5.0},
+           "neighbours": 8, "pareto_points": 21})
+}
+
+/// A request that outlives the time limit is answered 503 with a problem
+/// document, and the service goes on answering.
+#[tokio::test]
+async fn slow_requests_are_cut_off_with_503() {
+    let store = stores().await.remove(0);
+    let state = AppState::new(store, 2).with_request_timeout(Duration::from_millis(50));
+    let base = spawn(state).await;
+    let client = Client::new();
+    let created: Value = client
+        .post(format!("{base}{BASE}/runs"))
+        .json(&json!({"fleet_id": "f", "name": "big", "problem": big_city(24)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!("{base}{BASE}/runs/{}", created["id"].as_str().unwrap());
+    let started = Instant::now();
+    let resp = client
+        .post(format!("{url}/results"))
+        .json(&json!({"horizon": {"periods": 24, "period_minutes": 10.0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem_field(resp).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// Large documents are gzip-compressed for clients that accept it.
+#[tokio::test]
+async fn responses_are_compressed_when_the_client_accepts_gzip() {
+    let store = stores().await.remove(0);
+    let base = spawn(AppState::new(store, 1)).await;
+    let client = Client::new();
+    let url = format!("{base}/api/v1/openapi.json");
+    let plain = client.get(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    let gz = client
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let gz = gz.bytes().await.unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
+    assert!(
+        gz.len() * 3 < plain.len(),
+        "{} vs {}",
+        gz.len(),
+        plain.len()
+    );
 }

@@ -8,7 +8,8 @@
 //! [`simplex`] (cold solves and warm re-solves) ->
 //! [`model`] (zones, costs) -> [`formulation`] (problem -> network) ->
 //! [`plan`] (network flow -> moves and objectives) -> [`optimize`] (entry
-//! points). [`geo`], [`forecast`], [`dimacs`] and [`synthetic`] are leaves.
+//! points). [`run_settings`] (a run's weights and limits) sits on [`problem_file`].
+//! [`geo`], [`forecast`], [`dimacs`] and [`synthetic`] are leaves.
 //!
 //! Architecture invariant: this crate does no IO, spawns no threads and has
 //! no async code. Everything here is a deterministic function of its inputs.
@@ -22,5 +23,6 @@ pub mod network;
 pub mod optimize;
 pub mod plan;
 pub mod problem_file;
+pub mod run_settings;
 pub mod simplex;
 pub mod synthetic;

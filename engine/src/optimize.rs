@@ -87,6 +87,124 @@ pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
     })
 }
 
+/// An optimal plan among those whose moves cost at most a budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WithinBudget {
+    pub solved: Solved,
+    /// The weight on driving cost that brought the plan within budget
+    /// (1 when the unconstrained optimum already fits).
+    pub km_weight: f64,
+    /// Cold solves spent.
+    pub solves: u32,
+}
+
+/// Solves `problem` so that the plan's move cost stays within `budget`.
+///
+/// A budget is a side constraint that breaks the network structure, so it is
+/// handled by its Lagrangian: driving cost is weighted by the smallest
+/// `km_weight >= 1` (found by doubling, then bisection) at which the optimum
+/// fits. The result is exact for the weighted problem and is always within
+/// budget; against the budget-constrained optimum it can leave money unspent
+/// when the budget falls between two corners of the km/service Pareto front
+/// (the Lagrangian duality gap). The plan is reported in `problem`'s own costs.
+///
+/// ```
+/// use fleet_engine::model::{Costs, Problem, Travel, Zone};
+/// use fleet_engine::optimize::{optimize, optimize_within_budget};
+/// let zone = |id: &str, lat, idle, target| Zone { id: id.into(), lat, lon: -73.98, idle, target, min_vehicles: 0 };
+/// let problem = Problem {
+///     zones: vec![zone("a", 40.75, 6, 2), zone("b", 40.76, 0, 2), zone("c", 40.80, 0, 2)],
+///     travel: Travel::Haversine { detour_factor: 1.3 },
+///     costs: Costs { per_km: 0.6, unmet_penalty: 15.0, coverage_penalty: 5.0 },
+///     max_move_km: None, neighbours: None, horizon: None,
+/// };
+/// let free = optimize(&problem).unwrap().plan;
+/// let budget = free.objectives.move_cost / 2.0;
+/// let tight = optimize_within_budget(&problem, budget).unwrap();
+/// assert!(tight.solved.plan.objectives.move_cost <= budget);
+/// assert!(tight.km_weight > 1.0);
+/// ```
+pub fn optimize_within_budget(problem: &Problem, budget: f64) -> Result<WithinBudget, SolveError> {
+    if !(budget.is_finite() && budget >= 0.0) {
+        return Err(InvalidProblem {
+            field: "constraints.budget".into(),
+            message: "must be a finite number >= 0".into(),
+        }
+        .into());
+    }
+    let fits = |s: &Solved| s.plan.objectives.move_cost <= budget * (1.0 + 1e-9) + 1e-9;
+    let mut solves = 1;
+    let solved = optimize(problem)?;
+    if fits(&solved) {
+        return Ok(WithinBudget {
+            solved,
+            km_weight: 1.0,
+            solves,
+        });
+    }
+    // Bracket: `lo` over budget, `hi` within it. Past a weight of 2^40 only
+    // moves worth more than 10^12 per km survive: then nobody moves.
+    let (mut lo, mut hi) = (1.0f64, 2.0f64);
+    let mut best = loop {
+        solves += 1;
+        let s = optimize_weighted(problem, hi)?;
+        if fits(&s) {
+            break s;
+        }
+        lo = hi;
+        hi *= 2.0;
+        if hi > 2f64.powi(40) {
+            let mut none = problem.clone();
+            none.max_move_km = Some(-1.0);
+            let s = optimize(&none)?;
+            return Ok(WithinBudget {
+                solved: Solved {
+                    plan: do_nothing(problem)?,
+                    stats: s.stats,
+                },
+                km_weight: f64::INFINITY,
+                solves: solves + 1,
+            });
+        }
+    };
+    while hi / lo > 1.0 + 1e-4 {
+        let mid = (lo * hi).sqrt();
+        solves += 1;
+        let s = optimize_weighted(problem, mid)?;
+        if fits(&s) {
+            hi = mid;
+            best = s;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(WithinBudget {
+        solved: best,
+        km_weight: hi,
+        solves,
+    })
+}
+
+/// Solves `problem` with driving cost weighted by `km_weight`, reporting the
+/// plan (objective, move costs, explanations) in `problem`'s own costs.
+fn optimize_weighted(problem: &Problem, km_weight: f64) -> Result<Solved, SolveError> {
+    let mut weighted = problem.clone();
+    weighted.costs.per_km *= km_weight;
+    weighted.validate()?;
+    let f = formulate(&weighted);
+    let (flow, _, iterations) = cold_solve(&f)?;
+    Ok(Solved {
+        plan: read_plan(problem, &f, &flow),
+        stats: SolveStats {
+            nodes: f.network.node_count(),
+            arcs: f.network.arc_count(),
+            iterations,
+            warm_pivots: 0,
+            warm_fallback: false,
+        },
+    })
+}
+
 /// The plan in which nobody moves: the baseline that the benefit of an
 /// optimal plan (cost reduction, service gained) is measured against.
 pub fn do_nothing(problem: &Problem) -> Result<Plan, SolveError> {

@@ -4,7 +4,7 @@
 
 use fleet_engine::formulation::{move_cost, COST_SCALE};
 use fleet_engine::model::{Costs, Problem, Travel, Zone};
-use fleet_engine::optimize::{optimize, Rebalancer};
+use fleet_engine::optimize::{optimize, optimize_within_budget, Rebalancer};
 use fleet_engine::plan::Plan;
 use fleet_engine::synthetic::Rng;
 use ndarray::Array2;
@@ -22,6 +22,11 @@ fn penalty(p: &Problem, i: usize, a: i64) -> i64 {
 /// Minimum integer objective over all move matrices x with
 /// `sum_j x_ij <= idle_i`, using `cost[i][j]` (None = move not allowed).
 fn brute_force(p: &Problem, cost: &[Vec<Option<i64>>]) -> i64 {
+    brute_force_within(p, cost, i64::MAX)
+}
+
+/// The same among plans whose moves cost at most `max_spent`.
+fn brute_force_within(p: &Problem, cost: &[Vec<Option<i64>>], max_spent: i64) -> i64 {
     let n = p.zones.len();
     let mut after: Vec<i64> = p.zones.iter().map(|z| z.idle as i64).collect();
     fn origin(
@@ -31,14 +36,28 @@ fn brute_force(p: &Problem, cost: &[Vec<Option<i64>>]) -> i64 {
         after: &mut Vec<i64>,
         spent: i64,
         best: &mut i64,
+        max_spent: i64,
     ) {
         let n = p.zones.len();
+        if spent > max_spent {
+            return;
+        }
         if i == n {
             let total = spent + (0..n).map(|k| penalty(p, k, after[k])).sum::<i64>();
             *best = (*best).min(total);
             return;
         }
-        dest(p, cost, i, 0, p.zones[i].idle as i64, after, spent, best);
+        dest(
+            p,
+            cost,
+            i,
+            0,
+            p.zones[i].idle as i64,
+            after,
+            spent,
+            best,
+            max_spent,
+        );
     }
     #[allow(clippy::too_many_arguments)]
     fn dest(
@@ -50,27 +69,46 @@ fn brute_force(p: &Problem, cost: &[Vec<Option<i64>>]) -> i64 {
         after: &mut Vec<i64>,
         spent: i64,
         best: &mut i64,
+        max_spent: i64,
     ) {
         if j == p.zones.len() {
-            origin(p, cost, i + 1, after, spent, best);
+            origin(p, cost, i + 1, after, spent, best, max_spent);
             return;
         }
         let Some(c) = cost[i][j].filter(|_| i != j) else {
-            dest(p, cost, i, j + 1, left, after, spent, best);
+            dest(p, cost, i, j + 1, left, after, spent, best, max_spent);
             return;
         };
         for x in 0..=left {
             after[i] -= x;
             after[j] += x;
-            dest(p, cost, i, j + 1, left - x, after, spent + x * c, best);
+            dest(
+                p,
+                cost,
+                i,
+                j + 1,
+                left - x,
+                after,
+                spent + x * c,
+                best,
+                max_spent,
+            );
             after[i] += x;
             after[j] -= x;
         }
     }
     let mut best = i64::MAX;
-    origin(p, cost, 0, &mut after, 0, &mut best);
+    origin(p, cost, 0, &mut after, 0, &mut best, max_spent);
     let _ = n;
     best
+}
+
+/// Integer cost of the plan's moves alone.
+fn plan_spend(plan: &Plan, cost: &[Vec<Option<i64>>]) -> i64 {
+    plan.moves
+        .iter()
+        .map(|m| cost[m.from][m.to].unwrap() * m.vehicles as i64)
+        .sum()
 }
 
 /// The plan's integer objective, recomputed from its moves (not from the solver).
@@ -169,6 +207,25 @@ proptest! {
         let cost = direct_costs(&p);
         let plan = optimize(&p).unwrap().plan;
         prop_assert_eq!(plan_cost(&p, &plan, &cost), brute_force(&p, &cost));
+    }
+
+    /// A budget: the plan fits it and is the exact optimum among plans that
+    /// spend no more than it does (what a Lagrangian solution guarantees).
+    #[test]
+    fn budgeted_plan_is_optimal_for_its_own_spend(seed: u64, n in 2usize..=4, matrix: bool, share in 0.0f64..1.0) {
+        let p = random_problem(seed, n, matrix, false);
+        let cost = direct_costs(&p);
+        let free = optimize(&p).unwrap().plan;
+        let budget = free.objectives.move_cost * share;
+        let within = optimize_within_budget(&p, budget).unwrap();
+        let plan = within.solved.plan;
+        prop_assert!(plan.objectives.move_cost <= budget + 1e-6);
+        let spend = plan_spend(&plan, &cost);
+        prop_assert_eq!(plan_cost(&p, &plan, &cost), brute_force_within(&p, &cost, spend));
+        // Never worse than what the whole budget could buy by more than the
+        // duality gap, and never better (that would be an accounting error).
+        let limit = (budget * COST_SCALE).floor() as i64;
+        prop_assert!(plan_cost(&p, &plan, &cost) >= brute_force_within(&p, &cost, limit.max(spend)));
     }
 
     /// Warm re-solve after changing zones equals exhaustive search on the changed problem.
