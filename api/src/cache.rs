@@ -18,8 +18,16 @@ const MEMORY_CAPACITY: usize = 10_000;
 
 #[derive(Clone)]
 pub enum Cache {
-    Memory(Arc<Mutex<HashMap<String, (String, Instant)>>>),
+    Memory(Arc<MemoryCache>),
     Redis(ConnectionManager),
+}
+
+/// The in-process cache: entries with expiry, and generation counters that
+/// never expire (see [`Cache::generation`]).
+#[derive(Default)]
+pub struct MemoryCache {
+    entries: Mutex<HashMap<String, (String, Instant)>>,
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -31,7 +39,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// The in-process cache.
     pub fn memory() -> Self {
-        Cache::Memory(Arc::new(Mutex::new(HashMap::new())))
+        Cache::Memory(Arc::new(MemoryCache::default()))
     }
 
     /// Redis at `addr` (`redis://host:port` or `host:port`).
@@ -72,8 +80,8 @@ impl Cache {
 
     pub async fn get(&self, key: &str) -> Option<String> {
         match self {
-            Cache::Memory(map) => {
-                let map = map.lock().ok()?;
+            Cache::Memory(mem) => {
+                let map = mem.entries.lock().ok()?;
                 let (value, expires) = map.get(key)?;
                 (*expires > Instant::now()).then(|| value.clone())
             }
@@ -83,8 +91,8 @@ impl Cache {
 
     pub async fn set(&self, key: &str, value: &str) {
         match self {
-            Cache::Memory(map) => {
-                if let Ok(mut map) = map.lock() {
+            Cache::Memory(mem) => {
+                if let Ok(mut map) = mem.entries.lock() {
                     if map.len() >= MEMORY_CAPACITY {
                         let now = Instant::now();
                         map.retain(|_, (_, expires)| *expires > now);
@@ -103,8 +111,8 @@ impl Cache {
 
     pub async fn invalidate(&self, keys: &[String]) {
         match self {
-            Cache::Memory(map) => {
-                if let Ok(mut map) = map.lock() {
+            Cache::Memory(mem) => {
+                if let Ok(mut map) = mem.entries.lock() {
                     for key in keys {
                         map.remove(key);
                     }
@@ -115,6 +123,51 @@ impl Cache {
             }
         }
     }
+}
+
+impl Cache {
+    /// The generation of `scope`: a counter that writers bump and readers
+    /// put into their keys, so one bump makes every cached read of the scope
+    /// unreachable (for reads whose keys cannot be listed, e.g. metric
+    /// queries). Counters never expire, so a generation is never reused.
+    /// `None` when Redis does not answer: then do not cache.
+    pub async fn generation(&self, scope: &str) -> Option<u64> {
+        match self {
+            Cache::Memory(mem) => Some(*mem.generations.lock().ok()?.get(scope).unwrap_or(&0)),
+            Cache::Redis(m) => m
+                .clone()
+                .get::<_, Option<u64>>(generation_key(scope))
+                .await
+                .ok()
+                .map(|g| g.unwrap_or(0)),
+        }
+    }
+
+    /// Makes every cached read of `scope` stale.
+    pub async fn bump(&self, scope: &str) {
+        match self {
+            Cache::Memory(mem) => {
+                if let Ok(mut g) = mem.generations.lock() {
+                    *g.entry(scope.to_owned()).or_insert(0) += 1;
+                }
+            }
+            Cache::Redis(m) => {
+                let _: Result<u64, _> = m.clone().incr(generation_key(scope), 1).await;
+            }
+        }
+    }
+}
+
+fn generation_key(scope: &str) -> String {
+    format!("fleet-optimization:generation:{scope}")
+}
+
+/// Scope of every cached metric query.
+pub const METRICS_SCOPE: &str = "metrics";
+
+/// Cache key of a metric query (its canonical form) at generation `generation`.
+pub fn metrics_key(generation: u64, query: &str) -> String {
+    format!("fleet-optimization:metrics:{generation}:{query}")
 }
 
 /// Cache key of a (finished) run.

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::cache::{recommendations_key, results_key, run_key, Cache};
+use crate::cache::{metrics_key, recommendations_key, results_key, run_key, Cache, METRICS_SCOPE};
 use crate::rebalancing::{PlannedMove, Rebalancing, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 use crate::solve::{self, RunSpec};
@@ -422,7 +422,9 @@ async fn record_metric(state: &AppState, name: &str, value: f64, fleet_id: &str)
         ts: now_ms(),
         labels: serde_json::Map::new(),
     };
-    let _ = state.store.insert_metric(&point).await;
+    if state.store.insert_metrics(&[point]).await.is_ok() {
+        state.cache.bump(METRICS_SCOPE).await;
+    }
 }
 
 /// A stored run's spec; one that no longer parses (written by an older
@@ -1093,11 +1095,10 @@ async fn ingest_metrics(
             Err(response) => return response,
         }
     }
-    for point in &checked {
-        if let Err(e) = state.store.insert_metric(point).await {
-            return store_error(e);
-        }
+    if let Err(e) = state.store.insert_metrics(&checked).await {
+        return store_error(e);
     }
+    state.cache.bump(METRICS_SCOPE).await;
     (
         StatusCode::CREATED,
         Json(json!({"accepted": checked.len()})),
@@ -1154,13 +1155,31 @@ async fn query_metrics(
         (Ok(f), Ok(t)) => (f, t),
         (Err(r), _) | (_, Err(r)) => return r,
     };
+    // Metric reads are cached under the metrics generation, which every
+    // write bumps: a cached answer is never older than the last write.
+    let canonical = format!(
+        "{:?}|{:?}|{from:?}|{to:?}|{:?}|{:?}",
+        q.name, q.fleet_id, q.bucket, q.limit
+    );
+    let generation = state.cache.generation(METRICS_SCOPE).await;
+    let key = generation.map(|g| metrics_key(g, &canonical));
+    if let Some(key) = &key {
+        if let Some(text) = state.cache.get(key).await {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response();
+        }
+    }
     let filter = MetricFilter {
         name: q.name,
         fleet_id: q.fleet_id,
         from,
         to,
     };
-    if let Some(b) = q.bucket.as_deref() {
+    let answer = if let Some(b) = q.bucket.as_deref() {
         let Some(bucket_ms) = parse_duration_ms(b) else {
             return problem(
                 StatusCode::BAD_REQUEST,
@@ -1168,21 +1187,26 @@ async fn query_metrics(
                 Some("bucket"),
             );
         };
-        return match state.store.aggregate_metrics(&filter, bucket_ms).await {
-            Ok(buckets) => {
-                Json(json!({"bucket_ms": bucket_ms, "buckets": buckets})).into_response()
-            }
-            Err(e) => store_error(e),
+        match state.store.aggregate_metrics(&filter, bucket_ms).await {
+            Ok(buckets) => json!({"bucket_ms": bucket_ms, "buckets": buckets}),
+            Err(e) => return store_error(e),
+        }
+    } else {
+        let limit = match page_limit(q.limit) {
+            Ok(limit) => limit,
+            Err(response) => return response,
         };
-    }
-    let limit = match page_limit(q.limit) {
-        Ok(limit) => limit,
-        Err(response) => return response,
+        match state.store.query_metrics(&filter, limit).await {
+            Ok(points) => json!({"points": points}),
+            Err(e) => return store_error(e),
+        }
     };
-    match state.store.query_metrics(&filter, limit).await {
-        Ok(points) => Json(json!({"points": points})).into_response(),
-        Err(e) => store_error(e),
+    // The answer depends on stored points only (no implicit "now"), so it
+    // stays right until the next write bumps the generation.
+    if let Some(key) = &key {
+        state.cache.set(key, &answer.to_string()).await;
     }
+    Json(answer).into_response()
 }
 
 /// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes the

@@ -679,16 +679,21 @@ pub struct MetricFilter {
 }
 
 impl Store {
-    pub async fn insert_metric(&self, point: &MetricPoint) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO optimization_metrics (id, name, value, fleet_id, ts, labels) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(new_id())
-            .bind(&point.name)
-            .bind(point.value)
-            .bind(point.fleet_id.as_deref())
-            .bind(point.ts)
-            .bind(json_text(&point.labels)?)
-            .execute(&self.pool)
-            .await?;
+    /// Stores `points`, all or none (one transaction).
+    pub async fn insert_metrics(&self, points: &[MetricPoint]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for point in points {
+            sqlx::query("INSERT INTO optimization_metrics (id, name, value, fleet_id, ts, labels) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(new_id())
+                .bind(&point.name)
+                .bind(point.value)
+                .bind(point.fleet_id.as_deref())
+                .bind(point.ts)
+                .bind(json_text(&point.labels)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

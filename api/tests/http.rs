@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_api::http::{router, AppState, BASE};
-use fleet_api::store::new_id;
+use fleet_api::store::{new_id, MetricPoint};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -757,7 +757,7 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
     let addr = std::env::var("TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into());
     for store in stores().await {
         let cache = Cache::redis(&addr).await.unwrap();
-        let base = spawn(AppState::new(store, 1).with_cache(cache)).await;
+        let base = spawn(AppState::new(store.clone(), 1).with_cache(cache)).await;
         let client = Client::new();
         let health: Value = get_json(&client, &format!("{base}/health")).await;
         assert_eq!(health["dependencies"]["redis"], "ok");
@@ -809,6 +809,38 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
             .await
             .unwrap();
         assert!(gone.is_none());
+
+        // Metric aggregates: served from Redis until a write makes them stale.
+        let name = format!("m_{}", new_id());
+        let ingest = |value: f64| {
+            client
+                .post(format!("{base}{BASE}/metrics"))
+                .json(&json!({"name": name, "value": value, "fleet_id": fleet, "ts": 1_000}))
+                .send()
+        };
+        assert_eq!(ingest(2.0).await.unwrap().status(), StatusCode::CREATED);
+        let query = format!("{base}{BASE}/metrics?name={name}&bucket=1h");
+        let sum = |v: &Value| v["buckets"][0]["sum"].as_f64().unwrap();
+        assert_eq!(sum(&get_json(&client, &query).await), 2.0);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("fleet-optimization:metrics:*{name}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        // A point written behind the service's back is not seen: the answer is cached ...
+        let point = MetricPoint {
+            name: name.clone(),
+            value: 5.0,
+            fleet_id: Some(fleet.clone()),
+            ts: 2_000,
+            labels: Default::default(),
+        };
+        store.insert_metrics(&[point]).await.unwrap();
+        assert_eq!(sum(&get_json(&client, &query).await), 2.0);
+        // ... and a write through the API bumps the generation: all three count.
+        assert_eq!(ingest(1.0).await.unwrap().status(), StatusCode::CREATED);
+        assert_eq!(sum(&get_json(&client, &query).await), 8.0);
     }
 }
 
