@@ -25,7 +25,7 @@ use crate::store::{
     now_ms, MetricBucket, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
 };
 use crate::telemetry;
-use crate::time::{parse_duration_ms, parse_rfc3339};
+use fleet_engine::time::{parse_duration_ms, parse_rfc3339};
 
 /// Base path of every resource.
 pub const BASE: &str = "/api/v1/fleet-optimization";

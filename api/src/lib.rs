@@ -14,4 +14,4 @@ pub mod run;
 pub mod solve;
 pub mod store;
 pub mod telemetry;
-pub mod time;
+pub mod windows;

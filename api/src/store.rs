@@ -170,7 +170,7 @@ pub struct Page<T> {
 /// The service's database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -384,25 +384,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for r in recommendations {
-            sqlx::query(
-                "INSERT INTO optimization_recommendations (id, run_id, fleet_id, from_zone, to_zone, vehicles, km, \
-                 cost, benefit_per_vehicle, explanation, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            )
-            .bind(&r.id)
-            .bind(run_id)
-            .bind(&r.fleet_id)
-            .bind(&r.from_zone)
-            .bind(&r.to_zone)
-            .bind(r.vehicles)
-            .bind(r.km)
-            .bind(r.cost)
-            .bind(r.benefit_per_vehicle)
-            .bind(&r.explanation)
-            .bind(&r.status)
-            .bind(r.created_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_recommendation(&mut tx, r).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -483,6 +465,35 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Stores one recommendation; one with the same id already there is kept
+/// (so a replayed write is a no-op). Returns whether it was new.
+pub(crate) async fn insert_recommendation(
+    conn: &mut sqlx::AnyConnection,
+    r: &Recommendation,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO optimization_recommendations (id, run_id, fleet_id, from_zone, to_zone, vehicles, km, \
+         cost, benefit_per_vehicle, explanation, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&r.id)
+    .bind(&r.run_id)
+    .bind(&r.fleet_id)
+    .bind(&r.from_zone)
+    .bind(&r.to_zone)
+    .bind(r.vehicles)
+    .bind(r.km)
+    .bind(r.cost)
+    .bind(r.benefit_per_vehicle)
+    .bind(&r.explanation)
+    .bind(&r.status)
+    .bind(r.created_at)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 impl Store {

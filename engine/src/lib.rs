@@ -26,3 +26,4 @@ pub mod problem_file;
 pub mod run_settings;
 pub mod simplex;
 pub mod synthetic;
+pub mod time;

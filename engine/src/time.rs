@@ -61,16 +61,52 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    // Days from the civil date (proleptic Gregorian), Howard Hinnant's method.
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian; Howard
+/// Hinnant's method).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (month + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_min * 60;
-    Some(secs * 1000 + millis)
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC (`2019-03-04T08:15:00.250Z`;
+/// the fraction only when there is one).
+pub fn format_rfc3339(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, mo, d) = civil_from_days(days);
+    let (h, mi, s, frac) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    if frac == 0 {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:03}Z")
+    }
 }
 
 /// Parses a duration: `250ms`, `30s`, `5m`, `1h`, `1d`, or plain milliseconds.
@@ -133,5 +169,23 @@ mod tests {
         for bad in ["", "0s", "5w", "m", "-5s", "99999999999999999999d"] {
             assert_eq!(parse_duration_ms(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn formatting_round_trips_through_parsing() {
+        for ms in [
+            0,
+            1_551_687_300_000,
+            1_551_687_300_250,
+            -86_400_000,
+            4_102_444_799_999,
+        ] {
+            let text = super::format_rfc3339(ms);
+            assert_eq!(super::parse_rfc3339(&text), Some(ms), "{text}");
+        }
+        assert_eq!(
+            super::format_rfc3339(1_551_687_300_000),
+            "2019-03-04T08:15:00Z"
+        );
     }
 }

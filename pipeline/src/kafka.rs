@@ -1,0 +1,264 @@
+//! Kafka (`KAFKA_BROKERS`) through rdkafka: the telemetry source (a consumer
+//! group with manual commits only), the recommendations and dead-letter
+//! sink, topic creation, and a producer for `replay --to-kafka`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::sink::{DeadLetter, Sink, WindowOutput};
+use crate::source::{BoxFuture, Message, Position, Source};
+
+/// Topic the telemetry arrives on.
+pub const TELEMETRY_TOPIC: &str = "fleet.telemetry";
+/// Topic invalid telemetry goes to, with the reason.
+pub const DLQ_TOPIC: &str = "fleet.telemetry.dlq";
+/// Topic recommendations go to (key = fleet id).
+pub const RECOMMENDATIONS_TOPIC: &str = "fleet.recommendations";
+/// Consumer group of the service.
+pub const DEFAULT_GROUP: &str = "fleet-optimization";
+
+fn kafka_error(what: &str, e: impl std::fmt::Display) -> String {
+    format!("Kafka {what}: {e}; check KAFKA_BROKERS and that the broker is up")
+}
+
+/// Creates `topics` with `partitions` partitions each, if missing.
+pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| kafka_error("admin client", e))?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(|e| kafka_error("create topics", e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(kafka_error(&format!("create topic {topic}"), code)),
+        }
+    }
+    Ok(())
+}
+
+/// A producer with delivery to all in-sync replicas, idempotent.
+pub fn producer(brokers: &str) -> Result<FutureProducer, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .map_err(|e| kafka_error("producer", e))
+}
+
+/// Sends messages `(key, payload)` to `topic` and waits until the broker
+/// has acknowledged every one (all are queued first, then awaited).
+pub async fn send_all(
+    producer: &FutureProducer,
+    topic: &str,
+    messages: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    let mut pending = Vec::with_capacity(messages.len());
+    for (key, payload) in messages {
+        let mut record = FutureRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_slice());
+        // A full local queue is backpressure: wait for deliveries, then retry.
+        let future = loop {
+            match producer.send_result(record) {
+                Ok(f) => break f,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(kafka_error(&format!("send to {topic}"), e)),
+            }
+        };
+        pending.push(future);
+    }
+    for f in pending {
+        match f.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(kafka_error(&format!("send to {topic}"), e)),
+            Err(_) => {
+                return Err(kafka_error(
+                    &format!("send to {topic}"),
+                    "delivery cancelled",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads `fleet.telemetry` as a member of a consumer group; offsets are
+/// committed only through [`Source::commit`], never automatically.
+pub struct KafkaSource {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    /// How long a batch waits for more messages after the first.
+    linger: Duration,
+}
+
+impl KafkaSource {
+    pub fn new(brokers: &str, group: &str, topic: &str) -> Result<Self, String> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .map_err(|e| kafka_error("consumer", e))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| kafka_error("subscribe", e))?;
+        Ok(KafkaSource {
+            consumer: Arc::new(consumer),
+            topic: topic.to_owned(),
+            linger: Duration::from_millis(5),
+        })
+    }
+}
+
+impl Source for KafkaSource {
+    fn next_batch(&mut self, max: usize) -> BoxFuture<'_, Result<Option<Vec<Message>>, String>> {
+        Box::pin(async move {
+            let mut batch = Vec::new();
+            let first = self
+                .consumer
+                .recv()
+                .await
+                .map_err(|e| kafka_error("receive", e))?;
+            let take = |m: &rdkafka::message::BorrowedMessage<'_>| Message {
+                payload: m.payload().unwrap_or_default().to_vec(),
+                position: Some(Position {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                }),
+            };
+            batch.push(take(&first));
+            drop(first);
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while batch.len() < max {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(take(&m)),
+                    Ok(Err(e)) => return Err(kafka_error("receive", e)),
+                    Err(_) => break,
+                }
+            }
+            Ok(Some(batch))
+        })
+    }
+
+    fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut list = TopicPartitionList::new();
+            for p in next {
+                list.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.offset))
+                    .map_err(|e| kafka_error("commit", e))?;
+            }
+            let consumer = self.consumer.clone();
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+                .await
+                .map_err(|e| kafka_error("commit", e))?
+                .map_err(|e| kafka_error("commit", e))
+        })
+    }
+}
+
+/// Sends new or changed recommendations to `fleet.recommendations` (one JSON
+/// document per move, key = fleet id) and dead letters to
+/// `fleet.telemetry.dlq`.
+pub struct KafkaSink {
+    producer: FutureProducer,
+}
+
+impl KafkaSink {
+    pub fn new(brokers: &str) -> Result<Self, String> {
+        Ok(KafkaSink {
+            producer: producer(brokers)?,
+        })
+    }
+}
+
+/// The recommendation documents a window sends, in move order.
+pub fn recommendation_messages(out: &WindowOutput) -> Vec<serde_json::Value> {
+    out.plan
+        .changed
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "fleet_id": out.fleet_id,
+                "window_start": fleet_engine::time::format_rfc3339(out.window.start_ms),
+                "window_end": fleet_engine::time::format_rfc3339(out.window.end_ms),
+                "from_zone": m.from_zone,
+                "to_zone": m.to_zone,
+                "vehicles": m.vehicles,
+                "km": m.km,
+                "cost": m.cost,
+                "benefit_per_vehicle": m.benefit_per_vehicle,
+                "explanation": m.explanation,
+            })
+        })
+        .collect()
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn write_window<'a>(&'a mut self, out: &'a WindowOutput) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let messages: Vec<(String, Vec<u8>)> = recommendation_messages(out)
+                .into_iter()
+                .map(|doc| (out.fleet_id.clone(), doc.to_string().into_bytes()))
+                .collect();
+            send_all(&self.producer, RECOMMENDATIONS_TOPIC, &messages).await
+        })
+    }
+
+    fn write_dead_letters<'a>(
+        &'a mut self,
+        letters: &'a [DeadLetter],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let messages: Vec<(String, Vec<u8>)> = letters
+                .iter()
+                .map(|l| {
+                    let doc = serde_json::json!({
+                        "reason": l.reason,
+                        "payload": String::from_utf8_lossy(&l.payload[..l.payload.len().min(4096)]),
+                        "partition": l.position.map(|p| p.partition),
+                        "offset": l.position.map(|p| p.offset),
+                    });
+                    let key = l
+                        .position
+                        .map_or_else(String::new, |p| format!("{}:{}", p.partition, p.offset));
+                    (key, doc.to_string().into_bytes())
+                })
+                .collect();
+            send_all(&self.producer, DLQ_TOPIC, &messages).await
+        })
+    }
+}

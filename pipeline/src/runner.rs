@@ -1,0 +1,261 @@
+//! The loop that ties a source, the per-fleet windows and rebalancers, and
+//! the sinks together, and decides what may be committed.
+//!
+//! Pull-based: the next batch is read only when the previous one has been
+//! processed and its closed windows written to every sink, so memory is
+//! bounded by one batch plus the open windows (zones x open buckets and one
+//! entry per vehicle) plus the positions of events still in open windows.
+//! Offsets are committed only up to the first event some open window still
+//! needs: a crash replays those events rather than losing them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::event::decode;
+use crate::rebalance::{ContinuousRebalancer, PlannedMove, RebalanceConfig};
+use crate::sink::{DeadLetter, Sink, WindowOutput};
+use crate::source::{Position, Source};
+use crate::window::{WindowConfig, WindowOperator};
+use crate::zones::ZoneMap;
+
+/// Messages read per batch.
+pub const DEFAULT_BATCH: usize = 8192;
+
+/// Counters of a pipeline run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PipelineStats {
+    pub messages: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+    pub late: u64,
+    pub unzoned_requests: u64,
+    pub windows: u64,
+    pub recommendations: u64,
+}
+
+#[derive(Debug)]
+struct Fleet {
+    window: WindowOperator,
+    rebalancer: ContinuousRebalancer,
+}
+
+/// One message awaiting commit: dead letters are done once written, events
+/// once no open window of their fleet contains them.
+#[derive(Debug)]
+enum Pending {
+    Done,
+    Event { fleet: usize, ts_ms: i64 },
+}
+
+/// The streaming pipeline (see the module doc).
+pub struct Pipeline {
+    window: WindowConfig,
+    rebalance: RebalanceConfig,
+    zones: Arc<dyn ZoneMap>,
+    fleets: Vec<Fleet>,
+    fleet_index: HashMap<String, usize>,
+    sinks: Vec<Box<dyn Sink>>,
+    /// Per partition, messages in offset order not yet committable.
+    pending: HashMap<i32, VecDeque<(i64, Pending)>>,
+    /// Per fleet: (end of the last window already emitted, its plan) from
+    /// before a restart.
+    resume: HashMap<String, (i64, Vec<PlannedMove>)>,
+    stats: PipelineStats,
+    /// Wall clock in ms (a function, so tests control it).
+    clock: fn() -> i64,
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Pipeline {
+    pub fn new(
+        window: WindowConfig,
+        rebalance: RebalanceConfig,
+        zones: Arc<dyn ZoneMap>,
+        sinks: Vec<Box<dyn Sink>>,
+    ) -> Result<Self, String> {
+        window.validate()?;
+        Ok(Pipeline {
+            window,
+            rebalance,
+            zones,
+            fleets: Vec::new(),
+            fleet_index: HashMap::new(),
+            sinks,
+            pending: HashMap::new(),
+            resume: HashMap::new(),
+            stats: PipelineStats::default(),
+            clock: wall_clock_ms,
+        })
+    }
+
+    /// Continue a fleet after a restart: windows ending at or before
+    /// `closed_until` were emitted already (with `plan` the last one's moves),
+    /// so they are not emitted again and unchanged moves are not re-sent.
+    pub fn resume_fleet(&mut self, fleet_id: &str, closed_until: i64, plan: Vec<PlannedMove>) {
+        self.resume
+            .insert(fleet_id.to_owned(), (closed_until, plan));
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        let mut s = self.stats;
+        for f in &self.fleets {
+            let w = f.window.stats();
+            s.late += w.late;
+            s.unzoned_requests += w.unzoned_requests;
+            s.windows += w.windows;
+        }
+        s
+    }
+
+    fn fleet(&mut self, fleet_id: &str) -> Result<usize, String> {
+        if let Some(&i) = self.fleet_index.get(fleet_id) {
+            return Ok(i);
+        }
+        let mut window = WindowOperator::new(self.window, self.zones.clone())?;
+        let mut rebalancer = ContinuousRebalancer::new(self.rebalance, self.zones.as_ref());
+        if let Some((end, plan)) = self.resume.remove(fleet_id) {
+            window.resume_after(end);
+            rebalancer.assume_previous(plan);
+        }
+        self.fleets.push(Fleet { window, rebalancer });
+        self.fleet_index
+            .insert(fleet_id.to_owned(), self.fleets.len() - 1);
+        Ok(self.fleets.len() - 1)
+    }
+
+    /// Processes one batch: decode, window, re-plan closed windows, write
+    /// every output to every sink. Returns the positions that may now be
+    /// committed (per partition, the first message still needed).
+    pub async fn process(
+        &mut self,
+        messages: Vec<crate::source::Message>,
+    ) -> Result<Vec<Position>, String> {
+        let now = (self.clock)();
+        self.stats.messages += messages.len() as u64;
+        let mut by_fleet: HashMap<usize, Vec<crate::event::Event>> = HashMap::new();
+        let mut dead = Vec::new();
+        for m in messages {
+            match decode(&m.payload, now) {
+                Ok(event) => {
+                    let f = self.fleet(&event.fleet_id)?;
+                    if let Some(p) = m.position {
+                        self.pending.entry(p.partition).or_default().push_back((
+                            p.offset,
+                            Pending::Event {
+                                fleet: f,
+                                ts_ms: event.ts_ms,
+                            },
+                        ));
+                    }
+                    by_fleet.entry(f).or_default().push(event);
+                }
+                Err(invalid) => {
+                    if let Some(p) = m.position {
+                        self.pending
+                            .entry(p.partition)
+                            .or_default()
+                            .push_back((p.offset, Pending::Done));
+                    }
+                    dead.push(DeadLetter {
+                        reason: invalid.reason,
+                        payload: m.payload,
+                        position: m.position,
+                        received_ms: now,
+                    });
+                }
+            }
+        }
+        if !dead.is_empty() {
+            self.stats.dead_letters += dead.len() as u64;
+            for sink in &mut self.sinks {
+                sink.write_dead_letters(&dead)
+                    .await
+                    .map_err(|e| format!("sink {}: {e}", sink.name()))?;
+            }
+        }
+        let fleet_ids: HashMap<usize, String> = self
+            .fleet_index
+            .iter()
+            .map(|(k, &v)| (v, k.clone()))
+            .collect();
+        let mut order: Vec<usize> = by_fleet.keys().copied().collect();
+        order.sort_unstable();
+        for f in order {
+            let events = by_fleet.remove(&f).unwrap_or_default();
+            self.stats.events += events.len() as u64;
+            let closed = self.fleets[f].window.ingest(&events).await?;
+            for window in closed {
+                let fleet = &mut self.fleets[f];
+                let plan = fleet
+                    .rebalancer
+                    .on_window(&window, self.zones.as_ref())
+                    .map_err(|e| e.to_string())?;
+                self.stats.recommendations += plan.changed.len() as u64;
+                let out = WindowOutput {
+                    fleet_id: fleet_ids[&f].clone(),
+                    window,
+                    plan,
+                };
+                for sink in &mut self.sinks {
+                    sink.write_window(&out)
+                        .await
+                        .map_err(|e| format!("sink {}: {e}", sink.name()))?;
+                }
+            }
+        }
+        Ok(self.committable())
+    }
+
+    fn committable(&mut self) -> Vec<Position> {
+        let mut out = Vec::new();
+        for (&partition, queue) in &mut self.pending {
+            let mut last = None;
+            while let Some((offset, pending)) = queue.front() {
+                let done = match pending {
+                    Pending::Done => true,
+                    Pending::Event { fleet, ts_ms } => self.fleets[*fleet].window.is_late(*ts_ms),
+                };
+                if !done {
+                    break;
+                }
+                last = Some(*offset);
+                queue.pop_front();
+            }
+            if let Some(offset) = last {
+                out.push(Position {
+                    partition,
+                    offset: offset + 1,
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Runs until the source ends or `stop` resolves; commits as it goes.
+    pub async fn run(
+        &mut self,
+        source: &mut dyn Source,
+        batch: usize,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<PipelineStats, String> {
+        tokio::pin!(stop);
+        loop {
+            let next = tokio::select! {
+                _ = &mut stop => break,
+                next = source.next_batch(batch) => next?,
+            };
+            let Some(messages) = next else { break };
+            let commit = self.process(messages).await?;
+            if !commit.is_empty() {
+                source.commit(&commit).await?;
+            }
+        }
+        Ok(self.stats())
+    }
+}
