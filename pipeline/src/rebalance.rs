@@ -44,7 +44,7 @@ impl Default for RebalanceConfig {
 }
 
 /// A recommended move in a window's plan.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedMove {
     pub from_zone: String,
     pub to_zone: String,
@@ -106,9 +106,25 @@ impl ContinuousRebalancer {
         me
     }
 
-    /// Takes `plan` as the previous window's (after a restart), so moves it
-    /// already holds are not emitted again.
-    pub fn assume_previous(&mut self, plan: Vec<PlannedMove>) {
+    /// The smoothed demand per zone key (for a checkpoint).
+    pub fn demand(&self) -> Vec<(u64, f64)> {
+        self.keys
+            .iter()
+            .copied()
+            .zip(self.demand.iter().copied())
+            .collect()
+    }
+
+    /// Continues from a checkpoint: the smoothed demand, and `plan` as the
+    /// previous window's, so moves it already holds are not emitted again.
+    pub fn restore(&mut self, demand: &[(u64, f64)], plan: Vec<PlannedMove>, zones: &dyn ZoneMap) {
+        for &(key, d) in demand {
+            self.add_zone(key, zones);
+            if let Some(&i) = self.position.get(&key) {
+                self.demand[i] = d;
+            }
+        }
+        self.engine = None;
         self.previous = plan
             .into_iter()
             .map(|m| ((m.from_zone.clone(), m.to_zone.clone()), m))

@@ -12,8 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::event::decode;
-use crate::rebalance::{ContinuousRebalancer, PlannedMove, RebalanceConfig};
-use crate::sink::{DeadLetter, Sink, WindowOutput};
+use crate::rebalance::{ContinuousRebalancer, RebalanceConfig};
+use crate::sink::{DeadLetter, FleetCheckpoint, Sink, WindowOutput};
 use crate::source::{Position, Source};
 use crate::window::{WindowConfig, WindowOperator};
 use crate::zones::ZoneMap;
@@ -57,9 +57,8 @@ pub struct Pipeline {
     sinks: Vec<Box<dyn Sink>>,
     /// Per partition, messages in offset order not yet committable.
     pending: HashMap<i32, VecDeque<(i64, Pending)>>,
-    /// Per fleet: (end of the last window already emitted, its plan) from
-    /// before a restart.
-    resume: HashMap<String, (i64, Vec<PlannedMove>)>,
+    /// Per fleet: the checkpoint to continue from after a restart.
+    resume: HashMap<String, FleetCheckpoint>,
     stats: PipelineStats,
     /// Wall clock in ms (a function, so tests control it).
     clock: fn() -> i64,
@@ -93,12 +92,11 @@ impl Pipeline {
         })
     }
 
-    /// Continue a fleet after a restart: windows ending at or before
-    /// `closed_until` were emitted already (with `plan` the last one's moves),
-    /// so they are not emitted again and unchanged moves are not re-sent.
-    pub fn resume_fleet(&mut self, fleet_id: &str, closed_until: i64, plan: Vec<PlannedMove>) {
-        self.resume
-            .insert(fleet_id.to_owned(), (closed_until, plan));
+    /// Continue a fleet after a restart from its last persisted checkpoint:
+    /// windows ending at or before `closed_until` are not emitted again,
+    /// vehicles and demand continue, unchanged moves are not re-sent.
+    pub fn resume_fleet(&mut self, fleet_id: &str, checkpoint: FleetCheckpoint) {
+        self.resume.insert(fleet_id.to_owned(), checkpoint);
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -118,9 +116,10 @@ impl Pipeline {
         }
         let mut window = WindowOperator::new(self.window, self.zones.clone())?;
         let mut rebalancer = ContinuousRebalancer::new(self.rebalance, self.zones.as_ref());
-        if let Some((end, plan)) = self.resume.remove(fleet_id) {
-            window.resume_after(end);
-            rebalancer.assume_previous(plan);
+        if let Some(c) = self.resume.remove(fleet_id) {
+            window.resume_after(c.closed_until);
+            window.restore_vehicles(&c.vehicles);
+            rebalancer.restore(&c.demand, c.plan, self.zones.as_ref());
         }
         self.fleets.push(Fleet { window, rebalancer });
         self.fleet_index
@@ -196,10 +195,17 @@ impl Pipeline {
                     .on_window(&window, self.zones.as_ref())
                     .map_err(|e| e.to_string())?;
                 self.stats.recommendations += plan.changed.len() as u64;
+                let checkpoint = FleetCheckpoint {
+                    closed_until: window.end_ms,
+                    vehicles: fleet.window.vehicles(),
+                    demand: fleet.rebalancer.demand(),
+                    plan: plan.moves.clone(),
+                };
                 let out = WindowOutput {
                     fleet_id: fleet_ids[&f].clone(),
                     window,
                     plan,
+                    checkpoint,
                 };
                 for sink in &mut self.sinks {
                     sink.write_window(&out)

@@ -3,9 +3,9 @@
 //! the binary provides. Every write must be idempotent: after a crash the
 //! pipeline replays from the last committed offsets and writes again.
 
-use crate::rebalance::WindowPlan;
+use crate::rebalance::{PlannedMove, WindowPlan};
 use crate::source::{BoxFuture, Position};
-use crate::window::ClosedWindow;
+use crate::window::{ClosedWindow, VehicleSnapshot};
 
 /// A window's outcome for one fleet.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -13,6 +13,22 @@ pub struct WindowOutput {
     pub fleet_id: String,
     pub window: ClosedWindow,
     pub plan: WindowPlan,
+    /// What a restarted pipeline needs to continue exactly after this
+    /// window; a sink that persists it must do so atomically with the window.
+    pub checkpoint: FleetCheckpoint,
+}
+
+/// A fleet's pipeline state after a window, beyond what replaying the
+/// uncommitted telemetry rebuilds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetCheckpoint {
+    /// End of the window this follows.
+    pub closed_until: i64,
+    pub vehicles: Vec<VehicleSnapshot>,
+    /// Smoothed demand per zone key.
+    pub demand: Vec<(u64, f64)>,
+    /// The window's whole plan.
+    pub plan: Vec<PlannedMove>,
 }
 
 /// A message that is not a valid event, with the reason.

@@ -91,6 +91,15 @@ pub struct WindowStats {
     pub windows: u64,
 }
 
+/// A vehicle's last known report, as checkpointed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VehicleSnapshot {
+    pub id: String,
+    pub ts_ms: i64,
+    pub zone: Option<u64>,
+    pub state: String,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct VehicleEntry {
     ts_ms: i64,
@@ -106,6 +115,9 @@ pub struct WindowOperator {
     /// Bucket start -> zone -> requests.
     buckets: BTreeMap<i64, HashMap<u64, i64>>,
     vehicles: HashMap<String, VehicleEntry>,
+    /// Vehicle reports not yet applied, by slide bucket: a window applies
+    /// those before its end when it closes.
+    pending_vehicles: BTreeMap<i64, Vec<(String, VehicleEntry)>>,
     /// Zone -> (idle, soon idle) vehicles now.
     by_zone: HashMap<u64, (i64, i64)>,
     max_ts: Option<i64>,
@@ -156,6 +168,7 @@ impl WindowOperator {
             ctx,
             buckets: BTreeMap::new(),
             vehicles: HashMap::new(),
+            pending_vehicles: BTreeMap::new(),
             by_zone: HashMap::new(),
             max_ts: None,
             next_end: None,
@@ -181,6 +194,31 @@ impl WindowOperator {
     /// The watermark: max event time seen minus the allowed lateness.
     pub fn watermark(&self) -> Option<i64> {
         self.max_ts.map(|t| t - self.config.allowed_lateness_ms)
+    }
+
+    /// Every vehicle's last known report (for a checkpoint).
+    pub fn vehicles(&self) -> Vec<VehicleSnapshot> {
+        let mut out: Vec<VehicleSnapshot> = self
+            .vehicles
+            .iter()
+            .map(|(id, v)| VehicleSnapshot {
+                id: id.clone(),
+                ts_ms: v.ts_ms,
+                zone: v.zone,
+                state: v.state.as_str().to_owned(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Restores vehicles from a checkpoint (before any event is ingested).
+    pub fn restore_vehicles(&mut self, vehicles: &[VehicleSnapshot]) {
+        for v in vehicles {
+            if let Some(state) = VehicleState::parse(&v.state) {
+                self.update_vehicle(&v.id, v.ts_ms, v.zone, state);
+            }
+        }
     }
 
     /// Whether an event at `ts_ms` still counts in some open window.
@@ -292,8 +330,16 @@ impl WindowOperator {
                         }
                         None => self.stats.unzoned_requests += count.value(i) as u64,
                     }
-                } else if let Some(s) = VehicleState::parse(state.value(i)) {
-                    self.update_vehicle(entity.value(i), ts.value(i), zone, s);
+                } else if let Some(state) = VehicleState::parse(state.value(i)) {
+                    let entry = VehicleEntry {
+                        ts_ms: ts.value(i),
+                        zone,
+                        state,
+                    };
+                    self.pending_vehicles
+                        .entry(bucket.value(i))
+                        .or_default()
+                        .push((entity.value(i).to_owned(), entry));
                 }
             }
         }
@@ -341,6 +387,12 @@ impl WindowOperator {
 
     async fn close(&mut self, end: i64) -> Result<ClosedWindow, String> {
         let start = end - self.config.size_ms;
+        let later = self.pending_vehicles.split_off(&end);
+        for (_, reports) in std::mem::replace(&mut self.pending_vehicles, later) {
+            for (id, v) in reports {
+                self.update_vehicle(&id, v.ts_ms, v.zone, v.state);
+            }
+        }
         let (mut rz, mut rn) = (Vec::new(), Vec::new());
         for zones in self.buckets.range(start..end).map(|(_, z)| z) {
             for (&z, &n) in zones {
