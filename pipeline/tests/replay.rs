@@ -11,7 +11,7 @@ use fleet_pipeline::nyc::{read_trips, trip_events};
 use fleet_pipeline::rebalance::RebalanceConfig;
 use fleet_pipeline::runner::Pipeline;
 use fleet_pipeline::sink::{MemorySink, Sink};
-use fleet_pipeline::source::{ReplaySource, Source};
+use fleet_pipeline::source::ReplaySource;
 use fleet_pipeline::window::WindowConfig;
 use fleet_pipeline::zones::{CentroidZones, ZoneMap, DEFAULT_ZONE_MAX_KM};
 
