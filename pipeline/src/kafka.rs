@@ -26,6 +26,41 @@ pub const RECOMMENDATIONS_TOPIC: &str = "fleet.recommendations";
 /// Consumer group of the service.
 pub const DEFAULT_GROUP: &str = "fleet-optimization";
 
+/// The topics the service uses (the constants above, or prefixed ones for
+/// isolated tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub telemetry: String,
+    pub recommendations: String,
+    pub dlq: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            telemetry: TELEMETRY_TOPIC.into(),
+            recommendations: RECOMMENDATIONS_TOPIC.into(),
+            dlq: DLQ_TOPIC.into(),
+        }
+    }
+}
+
+impl Topics {
+    /// The same names under `prefix.`.
+    pub fn prefixed(prefix: &str) -> Self {
+        let d = Topics::default();
+        Topics {
+            telemetry: format!("{prefix}.{}", d.telemetry),
+            recommendations: format!("{prefix}.{}", d.recommendations),
+            dlq: format!("{prefix}.{}", d.dlq),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 3] {
+        [&self.telemetry, &self.recommendations, &self.dlq]
+    }
+}
+
 fn kafka_error(what: &str, e: impl std::fmt::Display) -> String {
     format!("Kafka {what}: {e}; check KAFKA_BROKERS and that the broker is up")
 }
@@ -170,6 +205,17 @@ impl Source for KafkaSource {
         })
     }
 
+    fn partitions(&self) -> Option<Vec<i32>> {
+        let assigned = self.consumer.assignment().ok()?;
+        Some(
+            assigned
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect(),
+        )
+    }
+
     fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let mut list = TopicPartitionList::new();
@@ -191,12 +237,14 @@ impl Source for KafkaSource {
 /// `fleet.telemetry.dlq`.
 pub struct KafkaSink {
     producer: FutureProducer,
+    topics: Topics,
 }
 
 impl KafkaSink {
-    pub fn new(brokers: &str) -> Result<Self, String> {
+    pub fn new(brokers: &str, topics: Topics) -> Result<Self, String> {
         Ok(KafkaSink {
             producer: producer(brokers)?,
+            topics,
         })
     }
 }
@@ -234,7 +282,7 @@ impl Sink for KafkaSink {
                 .into_iter()
                 .map(|doc| (out.fleet_id.clone(), doc.to_string().into_bytes()))
                 .collect();
-            send_all(&self.producer, RECOMMENDATIONS_TOPIC, &messages).await
+            send_all(&self.producer, &self.topics.recommendations, &messages).await
         })
     }
 
@@ -258,7 +306,7 @@ impl Sink for KafkaSink {
                     (key, doc.to_string().into_bytes())
                 })
                 .collect();
-            send_all(&self.producer, DLQ_TOPIC, &messages).await
+            send_all(&self.producer, &self.topics.dlq, &messages).await
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct Pipeline {
     sinks: Vec<Box<dyn Sink>>,
     /// Per partition, messages in offset order not yet committable.
     pending: HashMap<i32, VecDeque<(i64, Pending)>>,
+    /// Newest event time per source partition (see [`Pipeline::progress`]).
+    newest: HashMap<i32, i64>,
     /// Per fleet: the checkpoint to continue from after a restart.
     resume: HashMap<String, FleetCheckpoint>,
     stats: PipelineStats,
@@ -87,6 +89,7 @@ impl Pipeline {
             sinks,
             pending: HashMap::new(),
             resume: HashMap::new(),
+            newest: HashMap::new(),
             stats: PipelineStats::default(),
             clock: wall_clock_ms,
         })
@@ -130,9 +133,11 @@ impl Pipeline {
     /// Processes one batch: decode, window, re-plan closed windows, write
     /// every output to every sink. Returns the positions that may now be
     /// committed (per partition, the first message still needed).
+    /// `assigned`: the source's partitions, if it knows them.
     pub async fn process(
         &mut self,
         messages: Vec<crate::source::Message>,
+        assigned: Option<Vec<i32>>,
     ) -> Result<Vec<Position>, String> {
         let now = (self.clock)();
         self.stats.messages += messages.len() as u64;
@@ -142,6 +147,9 @@ impl Pipeline {
             match decode(&m.payload, now) {
                 Ok(event) => {
                     let f = self.fleet(&event.fleet_id)?;
+                    let partition = m.position.map_or(-1, |p| p.partition);
+                    let newest = self.newest.entry(partition).or_insert(event.ts_ms);
+                    *newest = (*newest).max(event.ts_ms);
                     if let Some(p) = m.position {
                         self.pending.entry(p.partition).or_default().push_back((
                             p.offset,
@@ -187,7 +195,11 @@ impl Pipeline {
         for f in order {
             let events = by_fleet.remove(&f).unwrap_or_default();
             self.stats.events += events.len() as u64;
-            let closed = self.fleets[f].window.ingest(&events).await?;
+            let progress = self.progress(assigned.as_deref());
+            let closed = self.fleets[f]
+                .window
+                .ingest_with_progress(&events, progress)
+                .await?;
             for window in closed {
                 let fleet = &mut self.fleets[f];
                 let plan = fleet
@@ -215,6 +227,20 @@ impl Pipeline {
             }
         }
         Ok(self.committable())
+    }
+
+    /// Event-time progress: the least of the partitions' newest event times
+    /// (every assigned partition must have delivered one), so that events
+    /// of a partition that lags are not late when they arrive.
+    fn progress(&self, assigned: Option<&[i32]>) -> Option<i64> {
+        match assigned {
+            Some(parts) if !parts.is_empty() => parts
+                .iter()
+                .map(|p| self.newest.get(p).copied())
+                .collect::<Option<Vec<i64>>>()
+                .and_then(|v| v.into_iter().min()),
+            _ => self.newest.values().min().copied(),
+        }
     }
 
     fn committable(&mut self) -> Vec<Position> {
@@ -257,7 +283,8 @@ impl Pipeline {
                 next = source.next_batch(batch) => next?,
             };
             let Some(messages) = next else { break };
-            let commit = self.process(messages).await?;
+            let assigned = source.partitions();
+            let commit = self.process(messages, assigned).await?;
             if !commit.is_empty() {
                 source.commit(&commit).await?;
             }

@@ -36,6 +36,12 @@ pub trait Source: Send {
     /// the first message not yet fully processed) has had its effects
     /// persisted, so a restart resumes there.
     fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>>;
+
+    /// The partitions this reader is assigned, when it knows (event time
+    /// advances only when each has delivered an event); `None`: all seen.
+    fn partitions(&self) -> Option<Vec<i32>> {
+        None
+    }
 }
 
 /// Replays events in process, in order: as fast as possible, or paced so

@@ -121,6 +121,8 @@ pub struct WindowOperator {
     /// Zone -> (idle, soon idle) vehicles now.
     by_zone: HashMap<u64, (i64, i64)>,
     max_ts: Option<i64>,
+    /// Earliest event time seen (places the first window).
+    min_ts: Option<i64>,
     /// End of the next window to close.
     next_end: Option<i64>,
     stats: WindowStats,
@@ -171,6 +173,7 @@ impl WindowOperator {
             pending_vehicles: BTreeMap::new(),
             by_zone: HashMap::new(),
             max_ts: None,
+            min_ts: None,
             next_end: None,
             stats: WindowStats::default(),
         })
@@ -191,7 +194,7 @@ impl WindowOperator {
         self.next_end.map(|e| e - self.config.slide_ms)
     }
 
-    /// The watermark: max event time seen minus the allowed lateness.
+    /// The watermark: event-time progress minus the allowed lateness.
     pub fn watermark(&self) -> Option<i64> {
         self.max_ts.map(|t| t - self.config.allowed_lateness_ms)
     }
@@ -228,26 +231,42 @@ impl WindowOperator {
     }
 
     /// Aggregates a micro-batch and returns the windows it closes, oldest
-    /// first.
+    /// first. Event time progresses to the newest event seen.
     pub async fn ingest(&mut self, events: &[Event]) -> Result<Vec<ClosedWindow>, String> {
+        let newest = events.iter().map(|e| e.ts_ms).max();
+        self.ingest_with_progress(events, newest).await
+    }
+
+    /// The same, with event time progressing to `progress` (e.g. the least
+    /// of several partitions' newest events, so that no partition's events
+    /// arrive after their window closed).
+    pub async fn ingest_with_progress(
+        &mut self,
+        events: &[Event],
+        progress: Option<i64>,
+    ) -> Result<Vec<ClosedWindow>, String> {
         self.stats.events += events.len() as u64;
         let fresh: Vec<&Event> = events.iter().filter(|e| !self.is_late(e.ts_ms)).collect();
         self.stats.late += (events.len() - fresh.len()) as u64;
+        if let Some(p) = progress {
+            self.max_ts = Some(self.max_ts.map_or(p, |m| m.max(p)));
+        }
         if !fresh.is_empty() {
             self.aggregate(&fresh).await?;
-            let max = fresh.iter().map(|e| e.ts_ms).max().unwrap_or(i64::MIN);
-            self.max_ts = Some(self.max_ts.map_or(max, |m| m.max(max)));
-            if self.next_end.is_none() {
-                let first = fresh.iter().map(|e| e.ts_ms).min().unwrap_or(max);
-                self.next_end =
-                    Some((first.div_euclid(self.config.slide_ms) + 1) * self.config.slide_ms);
-            }
+            let first = fresh.iter().map(|e| e.ts_ms).min().unwrap_or(i64::MAX);
+            self.min_ts = Some(self.min_ts.map_or(first, |m| m.min(first)));
         }
         self.close_ready().await
     }
 
     /// Closes every window the watermark has passed.
     async fn close_ready(&mut self) -> Result<Vec<ClosedWindow>, String> {
+        // The first window is the one holding the earliest event seen by the
+        // time the watermark is known (every partition has delivered).
+        if let (None, Some(first), Some(_)) = (self.next_end, self.min_ts, self.watermark()) {
+            self.next_end =
+                Some((first.div_euclid(self.config.slide_ms) + 1) * self.config.slide_ms);
+        }
         let mut closed = Vec::new();
         while let (Some(end), Some(mark)) = (self.next_end, self.watermark()) {
             if end > mark {
