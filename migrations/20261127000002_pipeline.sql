@@ -14,6 +14,15 @@ CREATE TABLE IF NOT EXISTS pipeline_windows (
     PRIMARY KEY (fleet_id, window_end)
 );
 
+-- The newest checkpoint per fleet (vehicles, smoothed demand, plan): with the
+-- uncommitted telemetry replayed, all a restarted pipeline needs. Written in the same
+-- transaction as the window it follows.
+CREATE TABLE IF NOT EXISTS pipeline_checkpoints (
+    fleet_id    TEXT PRIMARY KEY,
+    window_end  BIGINT NOT NULL,
+    state       TEXT NOT NULL              -- JSON
+);
+
 -- Telemetry that failed decoding or validation, with the reason.
 CREATE TABLE IF NOT EXISTS dead_letters (
     id           TEXT PRIMARY KEY,         -- source:partition:offset when known (idempotent replays)

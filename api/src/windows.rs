@@ -39,6 +39,8 @@ pub struct StreamWindow {
     pub changed: Vec<StreamMove>,
     /// (from, to) of moves the plan dropped.
     pub withdrawn: Vec<(String, String)>,
+    /// The pipeline's state after this window (opaque here).
+    pub checkpoint: Value,
 }
 
 /// What [`Store::save_window`] did.
@@ -101,6 +103,16 @@ impl Store {
         if inserted == 0 {
             return Ok(WindowSaved::AlreadySaved);
         }
+        sqlx::query(
+            "INSERT INTO pipeline_checkpoints (fleet_id, window_end, state) VALUES ($1, $2, $3) \
+             ON CONFLICT (fleet_id) DO UPDATE SET window_end = excluded.window_end, state = excluded.state \
+             WHERE pipeline_checkpoints.window_end < excluded.window_end",
+        )
+        .bind(&w.fleet_id)
+        .bind(w.end_ms)
+        .bind(w.checkpoint.to_string())
+        .execute(&mut *tx)
+        .await?;
         let latest = sqlx::query(
             "SELECT id, status FROM optimization_runs WHERE fleet_id = $1 AND mode = $2 \
              ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -208,24 +220,21 @@ impl Store {
         })
     }
 
-    /// Every fleet's newest stored window: (fleet, window end, report), where
-    /// a restarted pipeline resumes.
-    pub async fn last_windows(&self) -> Result<Vec<(String, i64, Value)>, StoreError> {
+    /// Every fleet's newest checkpoint: (fleet, window end, state), where a
+    /// restarted pipeline resumes.
+    pub async fn checkpoints(&self) -> Result<Vec<(String, i64, Value)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT w.fleet_id, w.window_end, w.report FROM pipeline_windows w \
-             JOIN (SELECT fleet_id, max(window_end) AS e FROM pipeline_windows GROUP BY fleet_id) m \
-             ON w.fleet_id = m.fleet_id AND w.window_end = m.e ORDER BY w.fleet_id",
+            "SELECT fleet_id, window_end, state FROM pipeline_checkpoints ORDER BY fleet_id",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                let report: String = r.try_get("report")?;
+                let state: String = r.try_get("state")?;
                 Ok((
                     r.try_get("fleet_id")?,
                     r.try_get("window_end")?,
-                    serde_json::from_str(&report)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 ))
             })
             .collect()
