@@ -63,7 +63,19 @@ pub struct AppState {
     pub workers: Arc<Semaphore>,
     /// How long a request may take ([`REQUEST_TIMEOUT`] unless configured).
     pub request_timeout: std::time::Duration,
+    /// Whether the streaming pipeline runs (continuous runs are possible).
+    pub streaming: bool,
+    /// Health of dependencies this crate does not talk to itself (the
+    /// binary adds Kafka's): name -> check answering `ok` or `down`.
+    pub checks: Vec<(&'static str, DependencyCheck)>,
 }
+
+/// A health check of one dependency: answers `ok` or `down`.
+pub type DependencyCheck = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl AppState {
     /// A state with the in-process cache; see [`AppState::with_cache`].
@@ -73,7 +85,20 @@ impl AppState {
             cache: Cache::memory(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
             request_timeout: REQUEST_TIMEOUT,
+            streaming: false,
+            checks: Vec::new(),
         }
+    }
+
+    /// Adds a dependency to `/health` (replacing its `embedded` entry).
+    pub fn with_check(mut self, name: &'static str, check: DependencyCheck) -> Self {
+        self.checks.push((name, check));
+        self
+    }
+
+    pub fn with_streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
     }
 
     pub fn with_request_timeout(mut self, limit: std::time::Duration) -> Self {
@@ -218,7 +243,18 @@ async fn health(State(state): State<AppState>) -> Response {
         (_, true) => "ok",
         (_, false) => "down",
     };
-    let healthy = database == "ok" && redis != "down";
+    let mut dependencies = json!({
+        "database": database,
+        "redis": redis,
+        "kafka": "embedded",
+        "clickhouse": "embedded",
+    });
+    for (name, check) in &state.checks {
+        dependencies[*name] = json!(check().await);
+    }
+    let healthy = dependencies
+        .as_object()
+        .is_some_and(|d| d.values().all(|v| v != "down"));
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -226,12 +262,7 @@ async fn health(State(state): State<AppState>) -> Response {
     };
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
-        "dependencies": {
-            "database": database,
-            "redis": redis,
-            "kafka": "embedded",
-            "clickhouse": "embedded",
-        },
+        "dependencies": dependencies,
     });
     (status, Json(body)).into_response()
 }
@@ -318,11 +349,7 @@ async fn create_run(
         }
     }
     if body.mode == RunMode::Continuous {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "continuous runs need the streaming pipeline, which is not part of this build yet; use one_shot",
-            Some("mode"),
-        );
+        return create_continuous_run(&state, body).await;
     }
     // Validate now, so a bad spec is a 422 naming the field and nothing is stored.
     let spec = body.spec();
@@ -344,6 +371,55 @@ async fn create_run(
         Err(e) => return store_error(e),
     };
     tokio::spawn(execute(state.clone(), run.id.clone()));
+    let location = format!("{BASE}/runs/{}", run.id);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(run),
+    )
+        .into_response()
+}
+
+/// A continuous run: live rebalancing of a fleet from the streaming
+/// pipeline's windows (its results and recommendations are the pipeline's).
+/// It starts `running` and replaces the fleet's earlier continuous run.
+async fn create_continuous_run(state: &AppState, body: CreateRun) -> Response {
+    if !state.streaming {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "continuous runs need the streaming pipeline, which is off in this service (started with --pipeline off)",
+            Some("mode"),
+        );
+    }
+    if body.problem.is_some() || body.horizon.is_some() {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a continuous run plans from live telemetry: drop `problem` and `horizon`",
+            Some(if body.problem.is_some() {
+                "problem"
+            } else {
+                "horizon"
+            }),
+        );
+    }
+    let new = NewRun {
+        fleet_id: body.fleet_id,
+        name: body.name,
+        mode: RunMode::Continuous,
+        spec: json!({"source": "pipeline"}),
+    };
+    let run = match state.store.create_run(new).await {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
+    let run = match state
+        .store
+        .transition(&run.id, RunStatus::Running, None)
+        .await
+    {
+        Ok(run) => run,
+        Err(e) => return store_error(e),
+    };
     let location = format!("{BASE}/runs/{}", run.id);
     (
         StatusCode::CREATED,
@@ -1209,15 +1285,20 @@ async fn query_metrics(
     Json(answer).into_response()
 }
 
-/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes the
-/// requests in flight.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+/// Serves `state` on `listener` until `shutdown` resolves (e.g.
+/// [`shutdown_signal`]), then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {

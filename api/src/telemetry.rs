@@ -74,6 +74,11 @@ struct Registry {
     runs_succeeded: AtomicU64,
     runs_failed: AtomicU64,
     solve_seconds: Histogram,
+    stream_windows: AtomicU64,
+    stream_recommendations: AtomicU64,
+    stream_dead_letters: AtomicU64,
+    /// Window close -> its recommendations persisted.
+    stream_latency: Histogram,
 }
 
 fn registry() -> &'static Registry {
@@ -134,6 +139,23 @@ pub fn record_run(succeeded: bool, solve_seconds: Option<f64>) {
     if let Some(s) = solve_seconds {
         r.solve_seconds.observe(s);
     }
+}
+
+/// Records a window the streaming pipeline persisted: recommendations sent
+/// and seconds from the window's close to persisted.
+pub fn record_window(recommendations: usize, seconds: f64) {
+    let r = registry();
+    r.stream_windows.fetch_add(1, Ordering::Relaxed);
+    r.stream_recommendations
+        .fetch_add(recommendations as u64, Ordering::Relaxed);
+    r.stream_latency.observe(seconds);
+}
+
+/// Records telemetry that went to the dead-letter store.
+pub fn record_dead_letters(n: usize) {
+    registry()
+        .stream_dead_letters
+        .fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// Middleware: request id, timing, a log line and the per-route metrics.
@@ -227,6 +249,33 @@ pub async fn prometheus() -> Response {
     out.push_str("# TYPE optimization_solve_seconds histogram\n");
     r.solve_seconds
         .render(&mut out, "optimization_solve_seconds", "");
+    for (name, help, value) in [
+        (
+            "pipeline_windows_total",
+            "Closed windows persisted.",
+            &r.stream_windows,
+        ),
+        (
+            "pipeline_recommendations_total",
+            "New or changed recommendations persisted.",
+            &r.stream_recommendations,
+        ),
+        (
+            "pipeline_dead_letters_total",
+            "Invalid telemetry messages kept in the dead-letter store.",
+            &r.stream_dead_letters,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP pipeline_window_to_persisted_seconds From a window's close to its recommendations persisted.\n");
+    out.push_str("# TYPE pipeline_window_to_persisted_seconds histogram\n");
+    r.stream_latency
+        .render(&mut out, "pipeline_window_to_persisted_seconds", "");
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

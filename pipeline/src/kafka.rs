@@ -310,3 +310,16 @@ impl Sink for KafkaSink {
         })
     }
 }
+
+/// Whether the brokers answer a metadata request within `timeout`.
+pub async fn reachable(brokers: &str, timeout: Duration) -> bool {
+    let Ok(consumer) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create::<rdkafka::consumer::BaseConsumer>()
+    else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).is_ok())
+        .await
+        .unwrap_or(false)
+}

@@ -200,6 +200,7 @@ impl Pipeline {
                 .window
                 .ingest_with_progress(&events, progress)
                 .await?;
+            let closed_at = std::time::Instant::now();
             for window in closed {
                 let fleet = &mut self.fleets[f];
                 let plan = fleet
@@ -218,6 +219,7 @@ impl Pipeline {
                     window,
                     plan,
                     checkpoint,
+                    closed_at,
                 };
                 for sink in &mut self.sinks {
                     sink.write_window(&out)

@@ -16,6 +16,9 @@ pub struct WindowOutput {
     /// What a restarted pipeline needs to continue exactly after this
     /// window; a sink that persists it must do so atomically with the window.
     pub checkpoint: FleetCheckpoint,
+    /// When the window closed (for latency: close -> persisted).
+    #[serde(skip)]
+    pub closed_at: std::time::Instant,
 }
 
 /// A fleet's pipeline state after a window, beyond what replaying the

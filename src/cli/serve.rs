@@ -1,14 +1,16 @@
-//! `fleet-optimization serve` and `migrate`: the HTTP service and its
-//! database schema. Configuration comes from the environment (DESIGN.md
-//! section 7); with nothing set, everything is embedded: a SQLite file under
-//! `DATA_DIR` (default `./data`) and an in-process cache. `DATABASE_URL`
-//! and `REDIS_ADDR` switch to PostgreSQL and Redis.
+//! `fleet-optimization serve` and `migrate`: the HTTP service with the
+//! streaming pipeline, and the database schema. Configuration comes from the
+//! environment (DESIGN.md section 7); with nothing set, everything is
+//! embedded: a SQLite file under `DATA_DIR` (default `./data`), an
+//! in-process cache and an in-process replay of the bundled NYC trips.
+//! `DATABASE_URL`, `REDIS_ADDR` and `KAFKA_BROKERS` switch to PostgreSQL,
+//! Redis and Kafka.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use fleet_api::cache::Cache;
-use fleet_api::http::{serve, AppState};
+use fleet_api::http::{serve, shutdown_signal, AppState};
 use fleet_api::store::Store;
 
 use super::Failure;
@@ -22,6 +24,10 @@ pub struct ServeArgs {
     /// Runs solved at once; more wait in line (default: the number of CPUs).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// The streaming pipeline: `on` (default; Kafka when KAFKA_BROKERS is
+    /// set, else the NYC replay) or `off` (API only).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub pipeline: String,
 }
 
 /// Apply the database migrations and exit.
@@ -106,8 +112,55 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
             Ok(addr) if !addr.is_empty() => Cache::redis(&addr).await.map_err(Failure::Other)?,
             _ => Cache::memory(),
         };
-        serve(listener, AppState::new(store, workers).with_cache(cache))
+        let stream = if args.pipeline == "on" {
+            Some(crate::stream::StreamConfig::from_env().map_err(Failure::Usage)?)
+        } else {
+            None
+        };
+        let mut state = AppState::new(store.clone(), workers)
+            .with_cache(cache.clone())
+            .with_streaming(stream.is_some());
+        if let Some(crate::stream::Telemetry::Kafka { brokers }) = stream.as_ref().map(|s| &s.telemetry) {
+            let brokers = brokers.clone();
+            state = state.with_check(
+                "kafka",
+                std::sync::Arc::new(move || {
+                    let brokers = brokers.clone();
+                    Box::pin(async move {
+                        let up = fleet_pipeline::kafka::reachable(&brokers, std::time::Duration::from_secs(2)).await;
+                        if up { "ok" } else { "down" }
+                    })
+                }),
+            );
+        }
+        // One shutdown signal for both: the HTTP server drains its requests,
+        // the pipeline finishes its batch and commits.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let pipeline = stream.map(|config| {
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::stream::run(config, store, cache, stop).await {
+                    fleet_api::telemetry::log(
+                        fleet_api::telemetry::Level::Error,
+                        "pipeline failed; the API keeps serving",
+                        serde_json::json!({"error": e}),
+                    );
+                }
+            })
+        });
+        serve(listener, state, stopped(stop_rx))
             .await
-            .map_err(|e| Failure::Other(format!("server failed: {e}")))
+            .map_err(|e| Failure::Other(format!("server failed: {e}")))?;
+        if let Some(task) = pipeline {
+            let _ = task.await;
+        }
+        Ok(())
     })
 }

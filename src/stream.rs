@@ -1,0 +1,270 @@
+//! Wiring of the streaming pipeline into the service: configuration from
+//! the environment (DESIGN.md section 7), the store sink (the pipeline's
+//! [`Sink`] over the API's store and cache), and the task that runs it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fleet_api::cache::{recommendations_key, results_key, run_key, Cache};
+use fleet_api::store::Store;
+use fleet_api::telemetry::{self, Level};
+use fleet_api::windows::{DeadLetterRow, StreamMove, StreamWindow, WindowSaved};
+use fleet_pipeline::kafka::{ensure_topics, KafkaSink, KafkaSource, Topics, DEFAULT_GROUP};
+use fleet_pipeline::nyc::{read_trips, trip_events};
+use fleet_pipeline::rebalance::RebalanceConfig;
+use fleet_pipeline::runner::{Pipeline, DEFAULT_BATCH};
+use fleet_pipeline::sink::{DeadLetter, FleetCheckpoint, Sink, WindowOutput};
+use fleet_pipeline::source::{BoxFuture, ReplaySource, Source};
+use fleet_pipeline::window::WindowConfig;
+use fleet_pipeline::zones::{CentroidZones, H3Zones, ZoneMap, DEFAULT_ZONE_MAX_KM};
+use serde_json::json;
+
+/// Where telemetry comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Telemetry {
+    /// `KAFKA_BROKERS`: the `fleet.telemetry` topic, consumer group `fleet-optimization`.
+    Kafka { brokers: String },
+    /// The bundled NYC trips replayed in process at `speedup` x real time.
+    Replay { trips: PathBuf, speedup: f64 },
+}
+
+/// The pipeline's configuration.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub telemetry: Telemetry,
+    pub zones: Arc<dyn ZoneMap>,
+    /// The zone file, when zones come from one (the replay joins trips to it).
+    pub zone_file: Option<Arc<CentroidZones>>,
+    pub window: WindowConfig,
+}
+
+fn env_f64(name: &str, default: f64) -> Result<f64, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("{name}={v:?} is not a non-negative number")),
+        _ => Ok(default),
+    }
+}
+
+impl StreamConfig {
+    /// Reads `ZONES_FILE` (default `data/nyc/zones.csv`) or `H3_RESOLUTION`,
+    /// `ZONE_MAX_KM`, `WINDOW_SECONDS` (300), `WINDOW_SLIDE_SECONDS` (= the
+    /// window: tumbling), `ALLOWED_LATENESS_SECONDS` (30), `KAFKA_BROKERS`,
+    /// else `TRIPS_FILE` and `REPLAY_SPEEDUP` (600).
+    pub fn from_env() -> Result<Self, String> {
+        let (zones, zone_file): (Arc<dyn ZoneMap>, _) = match std::env::var("H3_RESOLUTION") {
+            Ok(r) if !r.is_empty() => {
+                let r: u8 = r
+                    .parse()
+                    .map_err(|_| format!("H3_RESOLUTION={r:?} is not a number 0-15"))?;
+                (Arc::new(H3Zones::new(r)?), None)
+            }
+            _ => {
+                let path =
+                    std::env::var("ZONES_FILE").unwrap_or_else(|_| "data/nyc/zones.csv".into());
+                let file = Arc::new(CentroidZones::from_file(
+                    &PathBuf::from(path),
+                    env_f64("ZONE_MAX_KM", DEFAULT_ZONE_MAX_KM)?,
+                )?);
+                (file.clone() as Arc<dyn ZoneMap>, Some(file))
+            }
+        };
+        let size = env_f64("WINDOW_SECONDS", 300.0)?;
+        let window = WindowConfig {
+            size_ms: (size * 1000.0) as i64,
+            slide_ms: (env_f64("WINDOW_SLIDE_SECONDS", size)? * 1000.0) as i64,
+            allowed_lateness_ms: (env_f64("ALLOWED_LATENESS_SECONDS", 30.0)? * 1000.0) as i64,
+        };
+        window.validate()?;
+        let telemetry = match std::env::var("KAFKA_BROKERS") {
+            Ok(b) if !b.is_empty() => Telemetry::Kafka { brokers: b },
+            _ => Telemetry::Replay {
+                trips: std::env::var("TRIPS_FILE")
+                    .unwrap_or_else(|_| "data/nyc/trips_2019_03_sample.csv".into())
+                    .into(),
+                speedup: env_f64("REPLAY_SPEEDUP", 600.0)?,
+            },
+        };
+        if matches!(telemetry, Telemetry::Replay { .. }) && zone_file.is_none() {
+            return Err("the embedded NYC replay needs a zone file: unset H3_RESOLUTION or set KAFKA_BROKERS".into());
+        }
+        Ok(StreamConfig {
+            telemetry,
+            zones,
+            zone_file,
+            window,
+        })
+    }
+}
+
+/// The pipeline's sink over the service's store and cache.
+pub struct StoreSink {
+    pub store: Store,
+    pub cache: Cache,
+    /// Names dead letters' ids: `source:partition:offset`.
+    pub source: String,
+}
+
+/// The store's view of a window's outcome.
+pub fn stream_window(out: &WindowOutput) -> Result<StreamWindow, String> {
+    let plan = &out.plan;
+    Ok(StreamWindow {
+        fleet_id: out.fleet_id.clone(),
+        start_ms: out.window.start_ms,
+        end_ms: out.window.end_ms,
+        objective: plan.objective,
+        report: json!({
+            "window_start": fleet_engine::time::format_rfc3339(out.window.start_ms),
+            "window_end": fleet_engine::time::format_rfc3339(out.window.end_ms),
+            "objective": plan.objective,
+            "objectives": {"unmet": plan.unmet, "empty_km": plan.empty_km},
+            "moves": plan.moves,
+            "zones": out.window.zones,
+            "stats": {"zones": plan.zones, "solve_ms": plan.solve_ms, "warm_pivots": plan.warm_pivots,
+                      "warm_fallback": plan.warm_fallback},
+        }),
+        changed: plan
+            .changed
+            .iter()
+            .map(|m| StreamMove {
+                from_zone: m.from_zone.clone(),
+                to_zone: m.to_zone.clone(),
+                vehicles: m.vehicles.into(),
+                km: m.km,
+                cost: m.cost,
+                benefit_per_vehicle: m.benefit_per_vehicle,
+                explanation: m.explanation.clone(),
+            })
+            .collect(),
+        withdrawn: plan.withdrawn.clone(),
+        checkpoint: serde_json::to_value(&out.checkpoint).map_err(|e| e.to_string())?,
+    })
+}
+
+impl Sink for StoreSink {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    fn write_window<'a>(&'a mut self, out: &'a WindowOutput) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let saved = self
+                .store
+                .save_window(&stream_window(out)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let WindowSaved::Saved {
+                run_id: Some(run_id),
+                recommendations,
+            } = saved
+            {
+                self.cache
+                    .invalidate(&[
+                        run_key(&run_id),
+                        results_key(&run_id),
+                        recommendations_key(&run_id),
+                    ])
+                    .await;
+                telemetry::record_window(recommendations, out.closed_at.elapsed().as_secs_f64());
+            }
+            Ok(())
+        })
+    }
+
+    fn write_dead_letters<'a>(
+        &'a mut self,
+        letters: &'a [DeadLetter],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let rows: Vec<DeadLetterRow> = letters
+                .iter()
+                .map(|l| DeadLetterRow {
+                    id: l.position.map_or_else(fleet_api::store::new_id, |p| {
+                        format!("{}:{}:{}", self.source, p.partition, p.offset)
+                    }),
+                    source: self.source.clone(),
+                    reason: l.reason.clone(),
+                    payload: String::from_utf8_lossy(&l.payload).into_owned(),
+                    received_at: l.received_ms,
+                })
+                .collect();
+            self.store
+                .insert_dead_letters(&rows)
+                .await
+                .map_err(|e| e.to_string())?;
+            telemetry::record_dead_letters(rows.len());
+            Ok(())
+        })
+    }
+}
+
+/// Builds the source and sinks, resumes every fleet from its checkpoint and
+/// runs the pipeline until `stop` resolves or the source ends.
+pub async fn run(
+    config: StreamConfig,
+    store: Store,
+    cache: Cache,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let (mut source, mut sinks, name): (Box<dyn Source>, Vec<Box<dyn Sink>>, &str) =
+        match &config.telemetry {
+            Telemetry::Kafka { brokers } => {
+                let topics = Topics::default();
+                ensure_topics(brokers, &topics.all(), 4).await?;
+                (
+                    Box::new(KafkaSource::new(brokers, DEFAULT_GROUP, &topics.telemetry)?),
+                    vec![Box::new(KafkaSink::new(brokers, topics)?)],
+                    "kafka",
+                )
+            }
+            Telemetry::Replay { trips, speedup } => {
+                let zones = config
+                    .zone_file
+                    .as_ref()
+                    .ok_or("the NYC replay needs a zone file")?;
+                let (trips, _) = read_trips(trips, zones.zones())?;
+                let events = trip_events(&trips, zones.zones(), "nyc");
+                let speedup = (*speedup > 0.0).then_some(*speedup);
+                (
+                    Box::new(ReplaySource::new(&events, speedup)),
+                    Vec::new(),
+                    "replay",
+                )
+            }
+        };
+    sinks.insert(
+        0,
+        Box::new(StoreSink {
+            store: store.clone(),
+            cache,
+            source: name.to_owned(),
+        }),
+    );
+    let mut pipeline = Pipeline::new(
+        config.window,
+        RebalanceConfig::default(),
+        config.zones.clone(),
+        sinks,
+    )?;
+    for (fleet, end, state) in store.checkpoints().await.map_err(|e| e.to_string())? {
+        match serde_json::from_value::<FleetCheckpoint>(state) {
+            Ok(c) => pipeline.resume_fleet(&fleet, c),
+            Err(e) => telemetry::log(
+                Level::Warn,
+                "checkpoint unreadable; the fleet starts afresh",
+                json!({"fleet_id": fleet, "window_end": end, "error": e.to_string()}),
+            ),
+        }
+    }
+    telemetry::log(Level::Info, "pipeline started", json!({"source": name}));
+    let stats = pipeline.run(source.as_mut(), DEFAULT_BATCH, stop).await?;
+    telemetry::log(
+        Level::Info,
+        "pipeline stopped",
+        serde_json::to_value(stats).unwrap_or_default(),
+    );
+    Ok(())
+}
