@@ -150,7 +150,10 @@ async fn dead_letters_are_kept_once_per_position_with_their_reason() {
             received_at: 1,
         };
         let (before, _) = store.dead_letters(1).await.unwrap();
-        store.insert_dead_letters(std::slice::from_ref(&row)).await.unwrap();
+        store
+            .insert_dead_letters(std::slice::from_ref(&row))
+            .await
+            .unwrap();
         store.insert_dead_letters(&[row]).await.unwrap();
         let (after, newest) = store.dead_letters(1000).await.unwrap();
         assert_eq!(after, before + 1);
