@@ -25,6 +25,7 @@ enum Command {
     Migrate(cli::serve::MigrateArgs),
     Solve(cli::solve::SolveArgs),
     NycProblem(cli::nyc::NycArgs),
+    Replay(cli::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => cli::serve::run_migrate(args),
         Command::Solve(args) => cli::solve::run(args),
         Command::NycProblem(args) => cli::nyc::run(args),
+        Command::Replay(args) => cli::replay::run(args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

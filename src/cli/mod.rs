@@ -2,6 +2,7 @@
 //! JSON, and failures with their exit codes (DESIGN.md section 6).
 
 pub mod nyc;
+pub mod replay;
 pub mod serve;
 pub mod solve;
 
