@@ -14,7 +14,7 @@ export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 ARGS ?=
 
 .PHONY: help dev-deps kafka migrate run test test-integration test-load \
-        bench bench-solver lint fmt-check clippy fmt
+        bench bench-pipeline bench-solver lint fmt-check clippy fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -47,6 +47,10 @@ test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, 
 bench: dev-deps ## Engine vs LEMON: the side-by-side table, then the criterion suite
 	$(CARGO) bench --bench solver_table
 	$(CARGO) bench --bench solver
+
+bench-pipeline: dev-deps ## Pipeline: embedded events/s, through the broker vs a bare consumer, window->persisted latency
+	scripts/kafka-broker.sh >/dev/null
+	$(CARGO) bench --bench pipeline
 
 bench-solver: dev-deps ## Engine vs LEMON side-by-side table only
 	$(CARGO) bench --bench solver_table

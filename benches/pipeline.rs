@@ -1,0 +1,361 @@
+//! Pipeline benchmarks (`make bench-pipeline`), printed as tables for the
+//! README. Run in release (`cargo bench --bench pipeline`).
+//!
+//! 1. Embedded, one core: events/s through decode + zone assignment (the
+//!    `zone_of` UDF in the window SQL) + window aggregation, next to decode
+//!    alone in the same run.
+//! 2. Through the broker (KAFKA_BROKERS, default 127.0.0.1:9092; skipped
+//!    if none answers): the pipeline's end-to-end events/s next to a bare
+//!    rdkafka consumer reading the same topic in the same run.
+//! 3. Latency from window close to its recommendations persisted (SQLite
+//!    and, if reachable, PostgreSQL), p50/p99, at the 260 NYC zones and at
+//!    5000 synthetic zones.
+
+#[path = "../src/stream.rs"]
+#[allow(dead_code)]
+mod stream;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleet_api::cache::Cache;
+use fleet_api::store::Store;
+use fleet_pipeline::event::{decode, Event};
+use fleet_pipeline::kafka::{ensure_topics, producer, reachable, send_all, KafkaSource, Topics};
+use fleet_pipeline::nyc::{read_trips, Generator, Trip};
+use fleet_pipeline::rebalance::RebalanceConfig;
+use fleet_pipeline::runner::Pipeline;
+use fleet_pipeline::sink::{DeadLetter, Sink, WindowOutput};
+use fleet_pipeline::source::{BoxFuture, ReplaySource, Source};
+use fleet_pipeline::window::{WindowConfig, WindowOperator};
+use fleet_pipeline::zones::{CentroidZones, ZoneInfo, ZoneMap, DEFAULT_ZONE_MAX_KM};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::ClientConfig;
+
+const NOW: i64 = 4_000_000_000_000;
+
+fn nyc() -> (Arc<CentroidZones>, Vec<Trip>) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/nyc");
+    let zones =
+        Arc::new(CentroidZones::from_file(&data.join("zones.csv"), DEFAULT_ZONE_MAX_KM).unwrap());
+    let (trips, _) = read_trips(&data.join("trips_2019_03_sample.csv"), zones.zones()).unwrap();
+    (zones, trips)
+}
+
+/// `n` zones spread over a 40 km square around Manhattan, with random trips.
+fn synthetic(n: usize) -> (Arc<CentroidZones>, Vec<Trip>) {
+    let mut rng = fleet_engine::synthetic::Rng::new(11);
+    let zones: Vec<ZoneInfo> = (0..n)
+        .map(|i| ZoneInfo {
+            id: format!("s{i}"),
+            name: format!("s{i}"),
+            lat: 40.58 + rng.unit() * 0.36,
+            lon: -74.20 + rng.unit() * 0.47,
+        })
+        .collect();
+    let trips = (0..50_000)
+        .map(|k| Trip {
+            pickup_ms: 1_551_657_600_000 + k * 50_000,
+            dropoff_ms: 1_551_657_600_000 + k * 50_000 + 600_000,
+            pickup_zone: rng.below(n as u64) as usize,
+            dropoff_zone: rng.below(n as u64) as usize,
+        })
+        .collect();
+    (Arc::new(CentroidZones::new(zones, 3.0).unwrap()), trips)
+}
+
+fn generate(
+    zones: &CentroidZones,
+    trips: &[Trip],
+    n: usize,
+    vehicles: usize,
+    per_hour: f64,
+) -> Vec<Event> {
+    let mut g = Generator::new(
+        trips.to_vec(),
+        zones.zones().to_vec(),
+        "bench",
+        vehicles,
+        trips[0].pickup_ms,
+        per_hour,
+        5,
+    )
+    .unwrap();
+    (0..n).map(|_| g.next_event()).collect()
+}
+
+fn embedded(n: usize) {
+    let (zones, trips) = nyc();
+    let payloads: Vec<Vec<u8>> = generate(&zones, &trips, n, 5000, 3_600_000.0)
+        .iter()
+        .map(|e| e.to_json().into_bytes())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Decode alone.
+    let start = Instant::now();
+    let mut ok = 0usize;
+    for p in &payloads {
+        ok += decode(p, NOW).is_ok() as usize;
+    }
+    let decode_rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(ok, n);
+    // Decode + zone assignment + windows (60 s tumbling).
+    let mut op = WindowOperator::new(
+        WindowConfig::tumbling(60_000, 5_000),
+        zones.clone() as Arc<dyn ZoneMap>,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut windows = 0;
+    runtime.block_on(async {
+        for chunk in payloads.chunks(16_384) {
+            let events: Vec<Event> = chunk.iter().filter_map(|p| decode(p, NOW).ok()).collect();
+            windows += op.ingest(&events).await.unwrap().len();
+        }
+    });
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "\n## Embedded, one core ({n} generated NYC events, 60 s windows: {windows} closed)\n"
+    );
+    println!("| stage | events/s |\n|---|---|");
+    println!("| decode + validate only | {:.0} |", decode_rate);
+    println!(
+        "| decode + zone assignment + window aggregation (DataFusion SQL) | {:.0} |",
+        rate
+    );
+}
+
+async fn broker() {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    if !reachable(&brokers, Duration::from_secs(3)).await {
+        println!("\n## Through the broker: skipped, no broker at {brokers} (scripts/kafka-broker.sh starts one)");
+        return;
+    }
+    let (zones, trips) = nyc();
+    let n = 400_000;
+    let events = generate(&zones, &trips, n, 5000, 3_600_000.0);
+    let prefix = format!("bench{}", std::process::id());
+    let topics = Topics::prefixed(&prefix);
+    ensure_topics(&brokers, &topics.all(), 4).await.unwrap();
+    let producer = producer(&brokers).unwrap();
+    let messages: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.id.clone(), e.to_json().into_bytes()))
+        .collect();
+    for chunk in messages.chunks(20_000) {
+        send_all(&producer, &topics.telemetry, chunk).await.unwrap();
+    }
+    let mut rows = Vec::new();
+    for round in 0..2 {
+        // Bare consumer: receive and count.
+        let bare: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("{prefix}-bare-{round}"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        bare.subscribe(&[&topics.telemetry]).unwrap();
+        let first = bare.recv().await.unwrap();
+        drop(first);
+        let start = Instant::now();
+        for _ in 1..n {
+            bare.recv().await.unwrap();
+        }
+        let bare_rate = (n - 1) as f64 / start.elapsed().as_secs_f64();
+        drop(bare);
+        // The pipeline: decode, zones, windows, re-solves, commits.
+        let mut source = KafkaSource::new(
+            &brokers,
+            &format!("{prefix}-pipe-{round}"),
+            &topics.telemetry,
+        )
+        .unwrap();
+        let mut pipeline = Pipeline::new(
+            WindowConfig::tumbling(60_000, 5_000),
+            RebalanceConfig::default(),
+            zones.clone() as Arc<dyn ZoneMap>,
+            Vec::new(),
+        )
+        .unwrap();
+        let mut read = 0usize;
+        let mut start = None;
+        while read < n {
+            let batch = source.next_batch(8192).await.unwrap().unwrap();
+            start.get_or_insert_with(Instant::now);
+            read += batch.len();
+            let assigned = source.partitions();
+            let commit = pipeline.process(batch, assigned).await.unwrap();
+            source.commit(&commit).await.unwrap();
+        }
+        let pipe_rate = read as f64 / start.unwrap().elapsed().as_secs_f64();
+        rows.push((bare_rate, pipe_rate, pipeline.stats().windows));
+    }
+    println!("\n## Through the broker (tansu, 4 partitions, {n} messages, same topic, same run)\n");
+    println!("| round | bare rdkafka consumer msg/s | pipeline events/s (decode, zones, windows, re-solve, commits) | pipeline / bare | windows |\n|---|---|---|---|---|");
+    for (i, (bare, pipe, w)) in rows.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0}% | {w} |",
+            i + 1,
+            bare,
+            pipe,
+            100.0 * pipe / bare
+        );
+    }
+}
+
+/// Wraps a sink and records, per window, close -> written.
+struct Timed<S> {
+    inner: S,
+    latencies: Arc<Mutex<Vec<f64>>>,
+}
+
+impl<S: Sink> Sink for Timed<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn write_window<'a>(&'a mut self, out: &'a WindowOutput) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.inner.write_window(out).await?;
+            self.latencies
+                .lock()
+                .unwrap()
+                .push(out.closed_at.elapsed().as_secs_f64() * 1e3);
+            Ok(())
+        })
+    }
+    fn write_dead_letters<'a>(
+        &'a mut self,
+        letters: &'a [DeadLetter],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.inner.write_dead_letters(letters)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn latency_case(
+    label: &str,
+    zones: Arc<CentroidZones>,
+    trips: &[Trip],
+    url: &str,
+    vehicles: usize,
+) -> String {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    // Event time: 30 windows of 60 s, `vehicles` reporting about every 30 s.
+    let per_hour = vehicles as f64 * 120.0 * 1.5;
+    let events = generate(
+        &zones,
+        trips,
+        (per_hour / 60.0 * 31.0) as usize,
+        vehicles,
+        per_hour,
+    );
+    let sink = stream::StoreSink {
+        store,
+        cache: Cache::memory(),
+        source: "bench".into(),
+    };
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(Timed {
+        inner: sink,
+        latencies: latencies.clone(),
+    })];
+    let fleet_events: Vec<Event> = events
+        .into_iter()
+        .map(|mut e| {
+            e.fleet_id = format!("bench-{}-{}", label.replace(' ', "-"), std::process::id());
+            e
+        })
+        .collect();
+    let mut pipeline = Pipeline::new(
+        WindowConfig::tumbling(60_000, 5_000),
+        RebalanceConfig::default(),
+        zones.clone() as Arc<dyn ZoneMap>,
+        sinks,
+    )
+    .unwrap();
+    pipeline
+        .run(
+            &mut ReplaySource::new(&fleet_events, None),
+            8192,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(f64::total_cmp);
+    format!(
+        "| {label} | {} | {} | {:.1} | {:.1} |",
+        zones.zones().len(),
+        l.len(),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99)
+    )
+}
+
+async fn latency() {
+    let (nyc_zones, nyc_trips) = nyc();
+    let (big, big_trips) = synthetic(5000);
+    let dir = std::env::temp_dir().join(format!("fleet-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
+    let pg = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pg_up = Store::connect(&pg).await.is_ok();
+    println!("\n## Window close -> recommendations persisted (60 s windows, warm re-solve + diff + store)\n");
+    println!("| store, zones | zones | windows | p50 ms | p99 ms |\n|---|---|---|---|---|");
+    println!(
+        "{}",
+        latency_case("SQLite, NYC", nyc_zones.clone(), &nyc_trips, &sqlite, 3000).await
+    );
+    println!(
+        "{}",
+        latency_case(
+            "SQLite, synthetic",
+            big.clone(),
+            &big_trips,
+            &sqlite,
+            20_000
+        )
+        .await
+    );
+    if pg_up {
+        println!(
+            "{}",
+            latency_case("PostgreSQL, NYC", nyc_zones, &nyc_trips, &pg, 3000).await
+        );
+        println!(
+            "{}",
+            latency_case("PostgreSQL, synthetic", big, &big_trips, &pg, 20_000).await
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    // `cargo bench` passes --bench; under `cargo test` a small smoke run.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    if !std::env::args().any(|a| a == "--bench") {
+        embedded(20_000);
+        let (zones, trips) = nyc();
+        let dir = std::env::temp_dir().join(format!("fleet-bench-smoke-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("smoke.db").display());
+        println!(
+            "{}",
+            runtime.block_on(latency_case("SQLite, NYC", zones, &trips, &url, 200))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    embedded(2_000_000);
+    runtime.block_on(broker());
+    runtime.block_on(latency());
+}
