@@ -29,7 +29,7 @@ bin=target/release/fleet-optimization
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-DATABASE_URL=$DB REDIS_ADDR=$REDIS LOG_LEVEL=error "$bin" serve --port "$PORT" 2>"$work/server.log" &
+DATABASE_URL=$DB REDIS_ADDR=$REDIS LOG_LEVEL=error "$bin" serve --pipeline off --port "$PORT" 2>"$work/server.log" &
 server=$!
 base="http://127.0.0.1:$PORT"
 for _ in $(seq 1 100); do curl -fs "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
