@@ -36,6 +36,7 @@ test: dev-deps ## All tests: unit, integration, doctests, and benches run once i
 	scripts/kafka-broker.sh >/dev/null
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	CARGO=$(CARGO) scripts/test-arroyo-udfs.sh
 
 test-integration: dev-deps ## Integration tests only
 	scripts/kafka-broker.sh >/dev/null
