@@ -72,11 +72,17 @@ pub struct Solved {
 /// assert_eq!(solved.plan.objectives.unmet, 0);
 /// ```
 pub fn optimize(problem: &Problem) -> Result<Solved, SolveError> {
-    problem.validate()?;
-    let f = formulate(problem);
+    solve_reporting_in(problem, problem)
+}
+
+/// Solves `solved` cold and reports the plan in `reported`'s costs (the
+/// same zones and arcs; only costs may differ).
+fn solve_reporting_in(solved: &Problem, reported: &Problem) -> Result<Solved, SolveError> {
+    solved.validate()?;
+    let f = formulate(solved);
     let (flow, _, iterations) = cold_solve(&f)?;
     Ok(Solved {
-        plan: read_plan(problem, &f, &flow),
+        plan: read_plan(reported, &f, &flow),
         stats: SolveStats {
             nodes: f.network.node_count(),
             arcs: f.network.arc_count(),
@@ -190,19 +196,7 @@ pub fn optimize_within_budget(problem: &Problem, budget: f64) -> Result<WithinBu
 fn optimize_weighted(problem: &Problem, km_weight: f64) -> Result<Solved, SolveError> {
     let mut weighted = problem.clone();
     weighted.costs.per_km *= km_weight;
-    weighted.validate()?;
-    let f = formulate(&weighted);
-    let (flow, _, iterations) = cold_solve(&f)?;
-    Ok(Solved {
-        plan: read_plan(problem, &f, &flow),
-        stats: SolveStats {
-            nodes: f.network.node_count(),
-            arcs: f.network.arc_count(),
-            iterations,
-            warm_pivots: 0,
-            warm_fallback: false,
-        },
-    })
+    solve_reporting_in(&weighted, problem)
 }
 
 /// The plan in which nobody moves: the baseline that the benefit of an
