@@ -218,6 +218,9 @@ impl Source for KafkaSource {
 
     fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            if next.is_empty() {
+                return Ok(()); // nothing new; Kafka refuses an empty commit
+            }
             let mut list = TopicPartitionList::new();
             for p in next {
                 list.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.offset))

@@ -161,7 +161,14 @@ fn df_error(e: impl std::fmt::Display) -> String {
 impl WindowOperator {
     pub fn new(config: WindowConfig, zones: Arc<dyn ZoneMap>) -> Result<Self, String> {
         config.validate()?;
-        let ctx = SessionContext::new();
+        // One partition: a micro-batch is small, and this operator is one
+        // fleet's serial stage; repartitioning across threads costs more than
+        // it saves (fleets and Kafka partitions are where parallelism lives).
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new()
+                .with_target_partitions(1)
+                .with_batch_size(16_384),
+        );
         ctx.register_udf(zone_of_udf(zones));
         ctx.register_udf(haversine_udf());
         Ok(WindowOperator {
