@@ -35,6 +35,7 @@ pub struct PipelineStats {
 
 #[derive(Debug)]
 struct Fleet {
+    id: String,
     window: WindowOperator,
     rebalancer: ContinuousRebalancer,
 }
@@ -124,7 +125,11 @@ impl Pipeline {
             window.restore_vehicles(&c.vehicles);
             rebalancer.restore(&c.demand, c.plan, self.zones.as_ref());
         }
-        self.fleets.push(Fleet { window, rebalancer });
+        self.fleets.push(Fleet {
+            id: fleet_id.to_owned(),
+            window,
+            rebalancer,
+        });
         self.fleet_index
             .insert(fleet_id.to_owned(), self.fleets.len() - 1);
         Ok(self.fleets.len() - 1)
@@ -185,11 +190,6 @@ impl Pipeline {
                     .map_err(|e| format!("sink {}: {e}", sink.name()))?;
             }
         }
-        let fleet_ids: HashMap<usize, String> = self
-            .fleet_index
-            .iter()
-            .map(|(k, &v)| (v, k.clone()))
-            .collect();
         let mut order: Vec<usize> = by_fleet.keys().copied().collect();
         order.sort_unstable();
         for f in order {
@@ -215,7 +215,7 @@ impl Pipeline {
                     plan: plan.moves.clone(),
                 };
                 let out = WindowOutput {
-                    fleet_id: fleet_ids[&f].clone(),
+                    fleet_id: fleet.id.clone(),
                     window,
                     plan,
                     checkpoint,

@@ -58,26 +58,15 @@ fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
     ((1..=12).contains(&m) && d >= 1 && d <= days[m as usize - 1]).then_some((y, m, d))
 }
 
-/// Days since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
+/// Days since 1970-01-01 of a calendar date (the engine's civil-date arithmetic).
 fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let y = y as i64 - (m <= 2) as i64;
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    fleet_engine::time::days_from_civil(i64::from(y), i64::from(m), i64::from(d))
 }
 
-/// Minutes since 1970-01-01 00:00 of a `YYYY-MM-DD HH:MM[:SS]` local time.
+/// Minutes since 1970-01-01 00:00 of a `YYYY-MM-DD HH:MM[:SS]` local time
+/// (the same parsing as the pipeline's trip replay).
 fn parse_minutes(s: &str) -> Option<i64> {
-    let (date, time) = s.trim().split_once([' ', 'T'])?;
-    let (y, m, d) = parse_date(date)?;
-    let mut hm = time.split(':');
-    let h: i64 = hm.next()?.parse().ok()?;
-    let min: i64 = hm.next()?.parse().ok()?;
-    ((0..24).contains(&h) && (0..60).contains(&min))
-        .then(|| days_from_civil(y, m, d) * 1440 + h * 60 + min)
+    fleet_pipeline::nyc::parse_local_ms(s).map(|ms| ms.div_euclid(60_000))
 }
 
 /// Build a rebalancing problem from the bundled NYC taxi trips and print it.
