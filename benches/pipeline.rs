@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use fleet_api::cache::Cache;
 use fleet_api::store::Store;
-use fleet_pipeline::event::{decode, Event};
+use fleet_pipeline::event::{decode_ref, Event};
 use fleet_pipeline::kafka::{ensure_topics, producer, reachable, send_all, KafkaSource, Topics};
 use fleet_pipeline::nyc::{read_trips, Generator, Trip};
 use fleet_pipeline::rebalance::RebalanceConfig;
 use fleet_pipeline::runner::Pipeline;
 use fleet_pipeline::sink::{DeadLetter, Sink, WindowOutput};
-use fleet_pipeline::source::{BoxFuture, ReplaySource, Source};
+use fleet_pipeline::source::{BoxFuture, Committer, Message, ReplaySource, Source};
 use fleet_pipeline::window::{WindowConfig, WindowOperator};
 use fleet_pipeline::zones::{CentroidZones, ZoneInfo, ZoneMap, DEFAULT_ZONE_MAX_KM};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -98,7 +98,7 @@ fn embedded(n: usize) {
     let start = Instant::now();
     let mut ok = 0usize;
     for p in &payloads {
-        ok += decode(p, NOW).is_ok() as usize;
+        ok += decode_ref(p, NOW).is_ok() as usize;
     }
     let decode_rate = n as f64 / start.elapsed().as_secs_f64();
     assert_eq!(ok, n);
@@ -111,9 +111,16 @@ fn embedded(n: usize) {
     let start = Instant::now();
     let mut windows = 0;
     runtime.block_on(async {
+        // As the runner does: decode borrowing the payload, push, flush per batch.
         for chunk in payloads.chunks(16_384) {
-            let events: Vec<Event> = chunk.iter().filter_map(|p| decode(p, NOW).ok()).collect();
-            windows += op.ingest(&events).await.unwrap().len();
+            let mut newest = None;
+            for p in chunk {
+                if let Ok(e) = decode_ref(p, NOW) {
+                    newest = newest.max(Some(e.ts_ms));
+                    op.push(&e);
+                }
+            }
+            windows += op.flush(newest).await.unwrap().len();
         }
     });
     let rate = n as f64 / start.elapsed().as_secs_f64();
@@ -121,7 +128,10 @@ fn embedded(n: usize) {
         "\n## Embedded, one core ({n} generated NYC events, 60 s windows: {windows} closed)\n"
     );
     println!("| stage | events/s |\n|---|---|");
-    println!("| decode + validate only | {:.0} |", decode_rate);
+    println!(
+        "| decode + validate only (borrowing ids, as the pipeline does) | {:.0} |",
+        decode_rate
+    );
     println!(
         "| decode + zone assignment + window aggregation (DataFusion SQL) | {:.0} |",
         rate
@@ -167,13 +177,20 @@ async fn broker() {
         }
         let bare_rate = (n - 1) as f64 / start.elapsed().as_secs_f64();
         drop(bare);
-        // The pipeline: decode, zones, windows, re-solves, commits.
-        let mut source = KafkaSource::new(
+        // The pipeline: decode, zones, windows, re-solves, commits, with
+        // its reader task fetching ahead (Pipeline::run).
+        let source = KafkaSource::new(
             &brokers,
             &format!("{prefix}-pipe-{round}"),
             &topics.telemetry,
         )
         .unwrap();
+        let started = Arc::new(Mutex::new(None));
+        let source = Limited {
+            inner: source,
+            left: n,
+            started: started.clone(),
+        };
         let mut pipeline = Pipeline::new(
             WindowConfig::tumbling(60_000, 5_000),
             RebalanceConfig::default(),
@@ -181,19 +198,12 @@ async fn broker() {
             Vec::new(),
         )
         .unwrap();
-        let mut read = 0usize;
-        let mut start = None;
-        while read < n {
-            let batch = source.next_batch(8192).await.unwrap().unwrap();
-            start.get_or_insert_with(Instant::now);
-            read += batch.len();
-            let assigned = source.partitions();
-            let commit = pipeline.process(batch, assigned).await.unwrap();
-            if !commit.is_empty() {
-                source.commit(&commit).await.unwrap();
-            }
-        }
-        let pipe_rate = read as f64 / start.unwrap().elapsed().as_secs_f64();
+        let stats = pipeline
+            .run(Box::new(source), 8192, std::future::pending())
+            .await
+            .unwrap();
+        let elapsed = started.lock().unwrap().unwrap().elapsed().as_secs_f64();
+        let pipe_rate = stats.messages as f64 / elapsed;
         rows.push((bare_rate, pipe_rate, pipeline.stats().windows));
     }
     println!("\n## Through the broker (tansu, 4 partitions, {n} messages, same topic, same run)\n");
@@ -206,6 +216,36 @@ async fn broker() {
             pipe,
             100.0 * pipe / bare
         );
+    }
+}
+
+/// A source that ends after `left` messages and notes when the first came.
+struct Limited<S> {
+    inner: S,
+    left: usize,
+    started: Arc<Mutex<Option<Instant>>>,
+}
+
+impl<S: Source> Source for Limited<S> {
+    fn next_batch(&mut self, max: usize) -> BoxFuture<'_, Result<Option<Vec<Message>>, String>> {
+        Box::pin(async move {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            let batch = self.inner.next_batch(max.min(self.left)).await?;
+            self.started
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now);
+            self.left -= batch.as_ref().map_or(0, Vec::len);
+            Ok(batch)
+        })
+    }
+    fn committer(&self) -> Arc<dyn Committer> {
+        self.inner.committer()
+    }
+    fn partitions(&self) -> Option<Vec<i32>> {
+        self.inner.partitions()
     }
 }
 
@@ -285,7 +325,7 @@ async fn latency_case(
     .unwrap();
     pipeline
         .run(
-            &mut ReplaySource::new(&fleet_events, None),
+            Box::new(ReplaySource::new(&fleet_events, None)),
             8192,
             std::future::pending(),
         )

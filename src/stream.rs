@@ -209,7 +209,7 @@ pub async fn run(
     cache: Cache,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
-    let (mut source, mut sinks, name): (Box<dyn Source>, Vec<Box<dyn Sink>>, &str) =
+    let (source, mut sinks, name): (Box<dyn Source>, Vec<Box<dyn Sink>>, &str) =
         match &config.telemetry {
             Telemetry::Kafka { brokers } => {
                 let topics = Topics::default();
@@ -260,7 +260,7 @@ pub async fn run(
         }
     }
     telemetry::log(Level::Info, "pipeline started", json!({"source": name}));
-    let stats = pipeline.run(source.as_mut(), DEFAULT_BATCH, stop).await?;
+    let stats = pipeline.run(source, DEFAULT_BATCH, stop).await?;
     telemetry::log(
         Level::Info,
         "pipeline stopped",

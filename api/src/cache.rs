@@ -145,14 +145,25 @@ impl Cache {
 
     /// Makes every cached read of `scope` stale.
     pub async fn bump(&self, scope: &str) {
+        self.bump_all(&[scope]).await
+    }
+
+    /// Makes every cached read of each of `scopes` stale (one round trip).
+    pub async fn bump_all(&self, scopes: &[&str]) {
         match self {
             Cache::Memory(mem) => {
                 if let Ok(mut g) = mem.generations.lock() {
-                    *g.entry(scope.to_owned()).or_insert(0) += 1;
+                    for scope in scopes {
+                        *g.entry((*scope).to_owned()).or_insert(0) += 1;
+                    }
                 }
             }
             Cache::Redis(m) => {
-                let _: Result<u64, _> = m.clone().incr(generation_key(scope), 1).await;
+                let mut pipe = redis::pipe();
+                for scope in scopes {
+                    pipe.incr(generation_key(scope), 1).ignore();
+                }
+                let _: Result<(), _> = pipe.query_async(&mut m.clone()).await;
             }
         }
     }
@@ -168,6 +179,20 @@ pub const METRICS_SCOPE: &str = "metrics";
 /// Cache key of a metric query (its canonical form) at generation `generation`.
 pub fn metrics_key(generation: u64, query: &str) -> String {
     format!("fleet-optimization:metrics:{generation}:{query}")
+}
+
+/// Scope of the cached run lists of `fleet_id` (or of all fleets): every
+/// write to a run bumps both (see `Store::with_cache`).
+pub fn runs_scope(fleet_id: Option<&str>) -> String {
+    match fleet_id {
+        Some(fleet) => format!("runs:fleet:{fleet}"),
+        None => "runs".to_owned(),
+    }
+}
+
+/// Cache key of one page of a run list (`query`: its canonical form).
+pub fn runs_list_key(scope: &str, generation: u64, query: &str) -> String {
+    format!("fleet-optimization:{scope}:{generation}:{query}")
 }
 
 /// Cache key of a (finished) run.

@@ -18,7 +18,10 @@ use tower_http::compression::Predicate;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::cache::{metrics_key, recommendations_key, results_key, run_key, Cache, METRICS_SCOPE};
+use crate::cache::{
+    metrics_key, recommendations_key, results_key, run_key, runs_list_key, runs_scope, Cache,
+    METRICS_SCOPE,
+};
 use crate::rebalancing::{PlannedMove, Rebalancing, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 use crate::solve::{self, RunSpec};
@@ -83,9 +86,10 @@ pub type DependencyCheck = Arc<
 impl AppState {
     /// A state with the in-process cache; see [`AppState::with_cache`].
     pub fn new(store: Store, workers: usize) -> Self {
+        let cache = Cache::memory();
         AppState {
-            store,
-            cache: Cache::memory(),
+            store: store.with_cache(cache.clone()),
+            cache,
             workers: Arc::new(Semaphore::new(workers.max(1))),
             request_timeout: REQUEST_TIMEOUT,
             streaming: false,
@@ -109,7 +113,9 @@ impl AppState {
         self
     }
 
+    /// Uses `cache` for hot reads, and tells it about the store's run writes.
     pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.store = self.store.with_cache(cache.clone());
         self.cache = cache;
         self
     }
@@ -295,12 +301,7 @@ where
             if cacheable {
                 state.cache.set(key, &text).await;
             }
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                text,
-            )
-                .into_response()
+            json_text_response(text)
         }
         Err(response) => response,
     }
@@ -530,12 +531,7 @@ async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     // A finished run no longer changes (only deletion, which invalidates).
     let key = run_key(&id);
     if let Some(text) = state.cache.get(&key).await {
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            text,
-        )
-            .into_response();
+        return json_text_response(text);
     }
     match state.store.get_run(&id).await {
         Ok(run) => {
@@ -621,11 +617,40 @@ async fn list_runs(
         Ok(params) => params,
         Err(response) => return response,
     };
+    // Pages are cached under the generation of their fleet's (or all
+    // fleets') runs, which every run write bumps (`Store::with_cache`).
+    let scope = runs_scope(q.fleet_id.as_deref());
+    let key = state.cache.generation(&scope).await.map(|generation| {
+        let query = json!([status.map(RunStatus::as_str), limit, q.cursor]).to_string();
+        runs_list_key(&scope, generation, &query)
+    });
+    if let Some(key) = &key {
+        if let Some(text) = state.cache.get(key).await {
+            return json_text_response(text);
+        }
+    }
     let page = state
         .store
         .list_runs(q.fleet_id.as_deref(), status, limit, q.cursor.as_deref())
         .await;
-    page_response(page)
+    match (page, key) {
+        (Ok(page), Some(key)) => {
+            let text = json!({"items": page.items, "next_cursor": page.next_cursor}).to_string();
+            state.cache.set(&key, &text).await;
+            json_text_response(text)
+        }
+        (page, _) => page_response(page),
+    }
+}
+
+/// A 200 answer with a JSON document already serialised.
+fn json_text_response(text: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response()
 }
 
 /// The body of `PUT /runs/{id}`: cancel (`status: cancelled`), or edit a
@@ -921,12 +946,7 @@ where
     Fut: std::future::Future<Output = Result<Value, Response>>,
 {
     if let Some(text) = state.cache.get(key).await {
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            text,
-        )
-            .into_response();
+        return json_text_response(text);
     }
     let run = match state.store.get_run(id).await {
         Ok(run) => run,
@@ -1256,12 +1276,7 @@ async fn query_metrics(
     let key = generation.map(|g| metrics_key(g, &canonical));
     if let Some(key) = &key {
         if let Some(text) = state.cache.get(key).await {
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                text,
-            )
-                .into_response();
+            return json_text_response(text);
         }
     }
     let filter = MetricFilter {

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::cache::{runs_scope, Cache};
 use crate::rebalancing::{PlannedMove, Rebalancing, RebalancingStatus};
 use crate::run::{Run, RunMode, RunStatus};
 
@@ -172,6 +173,8 @@ pub struct Page<T> {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Told about every run write, so cached run lists go stale.
+    cache: Option<Cache>,
 }
 
 impl Store {
@@ -199,7 +202,26 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&url)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            cache: None,
+        })
+    }
+
+    /// Reports every write to a run to `cache` (bumping the generations of
+    /// [`runs_scope`]), here where every such write happens, so a cached run
+    /// list is never older than the last write that finished.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub(crate) async fn runs_changed(&self, fleet_id: &str) {
+        if let Some(cache) = &self.cache {
+            let fleet = runs_scope(Some(fleet_id));
+            cache.bump_all(&[&fleet, &runs_scope(None)]).await;
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -246,6 +268,7 @@ impl Store {
         .bind(run.updated_at)
         .execute(&self.pool)
         .await?;
+        self.runs_changed(&run.fleet_id).await;
         Ok(run)
     }
 
@@ -308,6 +331,7 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        self.runs_changed(&current.fleet_id).await;
         if changed == 0 {
             // Someone else changed it between our read and write.
             let now = self.get_run(id).await?;
@@ -344,7 +368,9 @@ impl Store {
                 run.status.as_str()
             )));
         }
-        self.get_run(id).await
+        let run = self.get_run(id).await?;
+        self.runs_changed(&run.fleet_id).await;
+        Ok(run)
     }
 
     /// Removes a run with its result and recommendations.
@@ -356,14 +382,16 @@ impl Store {
         ] {
             sqlx::query(statement).bind(id).execute(&mut *tx).await?;
         }
-        let gone = sqlx::query("DELETE FROM optimization_runs WHERE id = $1")
+        let gone = sqlx::query("DELETE FROM optimization_runs WHERE id = $1 RETURNING fleet_id")
             .bind(id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        if gone.rows_affected() == 0 {
+        let Some(gone) = gone else {
             return Err(StoreError::NotFound);
-        }
+        };
         tx.commit().await?;
+        self.runs_changed(&gone.try_get::<String, _>("fleet_id")?)
+            .await;
         Ok(())
     }
 

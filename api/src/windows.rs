@@ -214,6 +214,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.runs_changed(&w.fleet_id).await;
         Ok(WindowSaved::Saved {
             run_id: Some(run_id),
             recommendations: stored,

@@ -749,6 +749,87 @@ async fn responses_carry_request_ids_and_prometheus_counts_routes() {
     assert_eq!(same.status(), StatusCode::OK);
 }
 
+/// With Redis: run lists are served from the cache until a run write of the
+/// service (create, each status change, cancel, delete) makes them stale; a
+/// row written behind the service's back stays unseen, which shows the page
+/// really came from the cache.
+#[tokio::test]
+async fn cached_run_lists_go_stale_on_every_run_write() {
+    use fleet_api::cache::Cache;
+    use fleet_api::run::RunMode;
+    use fleet_api::store::NewRun;
+    let addr = std::env::var("TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into());
+    for store in stores().await {
+        let cache = Cache::redis(&addr).await.unwrap();
+        let base = spawn(AppState::new(store.clone(), 1).with_cache(cache)).await;
+        let client = Client::new();
+        let fleet = format!("fleet-{}", new_id());
+        let list = format!("{base}{BASE}/runs?fleet_id={fleet}");
+        let statuses = |page: &Value| -> Vec<(String, String)> {
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap().to_owned(),
+                        r["status"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        assert!(statuses(&get_json(&client, &list).await).is_empty());
+
+        // Behind the service's back (a store not attached to the cache).
+        let hidden = store
+            .create_run(NewRun {
+                fleet_id: fleet.clone(),
+                name: "hidden".into(),
+                mode: RunMode::OneShot,
+                spec: json!({}),
+            })
+            .await
+            .unwrap();
+        assert!(
+            statuses(&get_json(&client, &list).await).is_empty(),
+            "served from the cache"
+        );
+
+        // A run created over the API: the list is stale, both runs appear.
+        let (_, url) = post_run(&client, &base, &fleet, "api").await;
+        assert_eq!(wait_final(&client, &url).await["status"], "succeeded");
+        let page = statuses(&get_json(&client, &list).await);
+        assert_eq!(page.len(), 2, "{page:?}");
+        assert!(
+            page.contains(&("api".into(), "succeeded".into())),
+            "{page:?}"
+        );
+        assert!(
+            page.contains(&("hidden".into(), "pending".into())),
+            "{page:?}"
+        );
+
+        // Cancel, then delete: each shows at once.
+        let hidden_url = format!("{base}{BASE}/runs/{}", hidden.id);
+        let resp = client
+            .put(&hidden_url)
+            .json(&json!({"status": "cancelled"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let page = statuses(&get_json(&client, &list).await);
+        assert!(
+            page.contains(&("hidden".into(), "cancelled".into())),
+            "{page:?}"
+        );
+        let resp = client.delete(&hidden_url).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let page = statuses(&get_json(&client, &list).await);
+        assert_eq!(page, vec![("api".to_owned(), "succeeded".to_owned())]);
+    }
+}
+
 /// With Redis: health reports it, finished runs' documents are cached in the
 /// real server, and accepting a recommendation invalidates the cached list.
 #[tokio::test]
@@ -1071,11 +1152,15 @@ fn big_city(side: usize) -> Value {
 #[tokio::test]
 async fn slow_requests_are_cut_off_with_503() {
     let store = stores().await.remove(0);
+    // The run is created through a service with the default limit (storing
+    // a 576-zone problem may itself take more than 50 ms on a busy machine);
+    // the slow what-if goes to one with a 50 ms limit on the same database.
+    let roomy = spawn(AppState::new(store.clone(), 2)).await;
     let state = AppState::new(store, 2).with_request_timeout(Duration::from_millis(50));
     let base = spawn(state).await;
     let client = Client::new();
     let created: Value = client
-        .post(format!("{base}{BASE}/runs"))
+        .post(format!("{roomy}{BASE}/runs"))
         .json(&json!({"fleet_id": "f", "name": "big", "problem": big_city(24)}))
         .send()
         .await

@@ -94,6 +94,45 @@ impl Event {
     }
 }
 
+/// A valid event borrowing its ids from the message (no allocation when the
+/// message has no escapes): what the pipeline's hot path reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRef<'a> {
+    pub kind: EventKind,
+    pub id: Cow<'a, str>,
+    pub fleet_id: Cow<'a, str>,
+    pub ts_ms: i64,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl EventRef<'_> {
+    pub fn into_owned(self) -> Event {
+        Event {
+            kind: self.kind,
+            id: self.id.into_owned(),
+            fleet_id: self.fleet_id.into_owned(),
+            ts_ms: self.ts_ms,
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+}
+
+impl Event {
+    /// The event as the hot path sees it.
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            kind: self.kind.clone(),
+            id: Cow::Borrowed(&self.id),
+            fleet_id: Cow::Borrowed(&self.fleet_id),
+            ts_ms: self.ts_ms,
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+}
+
 /// Why a message is not a valid event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -106,35 +145,36 @@ fn invalid(reason: impl Into<String>) -> Invalid {
     }
 }
 
-/// The wire form; unknown fields are ignored (DESIGN.md 3).
-#[derive(Deserialize)]
-struct Wire<'a> {
+/// The wire form; unknown fields are ignored (DESIGN.md 3). Read by
+/// [`crate::scan`] when it can, by serde_json otherwise.
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub(crate) struct Wire<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    vehicle_id: Option<Cow<'a, str>>,
+    pub(crate) vehicle_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    request_id: Option<Cow<'a, str>>,
+    pub(crate) request_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    fleet_id: Option<Cow<'a, str>>,
+    pub(crate) fleet_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    ts: Option<Cow<'a, str>>,
-    lat: Option<f64>,
-    lon: Option<f64>,
+    pub(crate) ts: Option<Cow<'a, str>>,
+    pub(crate) lat: Option<f64>,
+    pub(crate) lon: Option<f64>,
     #[serde(borrow)]
-    state: Option<Cow<'a, str>>,
-    dropoff_lat: Option<f64>,
-    dropoff_lon: Option<f64>,
+    pub(crate) state: Option<Cow<'a, str>>,
+    pub(crate) dropoff_lat: Option<f64>,
+    pub(crate) dropoff_lon: Option<f64>,
 }
 
-fn id(field: &str, value: Option<Cow<'_, str>>) -> Result<String, Invalid> {
+fn id<'a>(field: &str, value: Option<Cow<'a, str>>) -> Result<Cow<'a, str>, Invalid> {
     match value {
         None => Err(invalid(format!("{field}: missing"))),
         Some(v) if v.trim().is_empty() => Err(invalid(format!("{field}: empty"))),
         Some(v) if v.len() > MAX_ID_LEN => {
             Err(invalid(format!("{field}: longer than {MAX_ID_LEN} bytes")))
         }
-        Some(v) => Ok(v.into_owned()),
+        Some(v) => Ok(v),
     }
 }
 
@@ -151,6 +191,11 @@ fn coordinate(field: &str, value: Option<f64>, limit: f64) -> Result<f64, Invali
 /// Decodes and validates one message. `now_ms` (the wall clock) bounds how
 /// far in the future an event may be.
 pub fn decode(bytes: &[u8], now_ms: i64) -> Result<Event, Invalid> {
+    decode_ref(bytes, now_ms).map(EventRef::into_owned)
+}
+
+/// The same, borrowing the ids from `bytes`.
+pub fn decode_ref(bytes: &[u8], now_ms: i64) -> Result<EventRef<'_>, Invalid> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(invalid(format!(
             "payload of {} bytes exceeds the {MAX_EVENT_BYTES}-byte limit",
@@ -158,8 +203,12 @@ pub fn decode(bytes: &[u8], now_ms: i64) -> Result<Event, Invalid> {
         )));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
-    let wire: Wire =
-        serde_json::from_str(text).map_err(|e| invalid(format!("not an event: {e}")))?;
+    let wire = match crate::scan::scan(text) {
+        Some(wire) => wire,
+        None => {
+            serde_json::from_str::<Wire>(text).map_err(|e| invalid(format!("not an event: {e}")))?
+        }
+    };
     let ts_text = wire.ts.ok_or_else(|| invalid("ts: missing"))?;
     let ts_ms = parse_rfc3339(&ts_text)
         .ok_or_else(|| invalid("ts: not an RFC 3339 timestamp (e.g. 2019-03-04T08:15:00Z)"))?;
@@ -201,7 +250,7 @@ pub fn decode(bytes: &[u8], now_ms: i64) -> Result<Event, Invalid> {
         Some(_) => return Err(invalid("type: not `vehicle` or `request`")),
         None => return Err(invalid("type: missing")),
     };
-    Ok(Event {
+    Ok(EventRef {
         kind,
         id,
         fleet_id,
@@ -238,6 +287,87 @@ mod tests {
             }
         );
         assert_eq!(decode(e.to_json().as_bytes(), NOW).unwrap(), e);
+    }
+
+    /// Same strings, and numbers equal to within one ulp (serde_json's
+    /// default float parser may round the last bit differently).
+    fn same(a: &Wire, b: &Wire) -> bool {
+        let close = |x: Option<f64>, y: Option<f64>| match (x, y) {
+            (Some(x), Some(y)) => x.to_bits().abs_diff(y.to_bits()) <= 1,
+            (x, y) => x.is_none() && y.is_none(),
+        };
+        (
+            &a.kind,
+            &a.vehicle_id,
+            &a.request_id,
+            &a.fleet_id,
+            &a.ts,
+            &a.state,
+        ) == (
+            &b.kind,
+            &b.vehicle_id,
+            &b.request_id,
+            &b.fleet_id,
+            &b.ts,
+            &b.state,
+        ) && close(a.lat, b.lat)
+            && close(a.lon, b.lon)
+            && close(a.dropoff_lat, b.dropoff_lat)
+            && close(a.dropoff_lon, b.dropoff_lon)
+    }
+
+    /// The fast scanner never disagrees with serde_json: whatever it reads,
+    /// serde_json reads the same; what it declines, serde_json decides.
+    #[test]
+    fn the_scanner_reads_exactly_what_serde_json_reads() {
+        let bases = [
+            r#"{"type":"vehicle","vehicle_id":"v-17","fleet_id":"nyc","ts":"2019-03-04T08:15:00Z","lat":40.75,"lon":-73.98,"state":"idle"}"#,
+            r#"{"type":"request","request_id":"r-9","fleet_id":"nyc","ts":"2019-03-04T08:15:02Z","lat":40.7612345678901,"lon":-73.97,"dropoff_lat":40.70,"dropoff_lon":-74.01e0}"#,
+            r#" { "ts" : "2019-03-04T08:15:00Z" , "x" : true, "y": null, "z": -0.5E-3, "lat": null, "w": "é" } "#,
+            r#"{"type":"vehicle","extra":[1,2],"note":"a\"b"}"#,
+            r#"{}"#,
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let alphabet = b"\"\\{}[],: -+0123456789eE.ntfrulsa\x01";
+        let (mut read, mut declined) = (0, 0);
+        for case in 0..40_000 {
+            let mut bytes = bases[case % bases.len()].as_bytes().to_vec();
+            for _ in 0..=rand(3) {
+                let at = rand(bytes.len() + 1);
+                match rand(3) {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 if at < bytes.len() => bytes[at] = alphabet[rand(alphabet.len())],
+                    _ => bytes.insert(at, alphabet[rand(alphabet.len())]),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let slow = serde_json::from_str::<Wire>(text);
+            match crate::scan::scan(text) {
+                Some(fast) => {
+                    read += 1;
+                    let slow =
+                        slow.unwrap_or_else(|e| panic!("{text}: scanned, but serde_json: {e}"));
+                    assert!(same(&fast, &slow), "{text}: {fast:?} vs {slow:?}");
+                }
+                None => declined += 1,
+            }
+        }
+        // Both paths were exercised.
+        assert!(read > 1_000 && declined > 1_000, "{read} {declined}");
+        // The common shapes take the fast path.
+        for base in &bases[..3] {
+            assert!(crate::scan::scan(base).is_some(), "{base}");
+        }
     }
 
     #[test]

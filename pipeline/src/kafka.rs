@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -15,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::sink::{DeadLetter, Sink, WindowOutput};
-use crate::source::{BoxFuture, Message, Position, Source};
+use crate::source::{BoxFuture, Committer, Message, Position, Source};
 
 /// Topic the telemetry arrives on.
 pub const TELEMETRY_TOPIC: &str = "fleet.telemetry";
@@ -145,7 +146,7 @@ pub async fn send_all(
 }
 
 /// Reads `fleet.telemetry` as a member of a consumer group; offsets are
-/// committed only through [`Source::commit`], never automatically.
+/// committed only through its [`Source::committer`], never automatically.
 pub struct KafkaSource {
     consumer: Arc<StreamConsumer>,
     topic: String,
@@ -195,10 +196,19 @@ impl Source for KafkaSource {
             drop(first);
             let deadline = tokio::time::Instant::now() + self.linger;
             while batch.len() < max {
-                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                    Ok(Ok(m)) => batch.push(take(&m)),
-                    Ok(Err(e)) => return Err(kafka_error("receive", e)),
-                    Err(_) => break,
+                // What librdkafka already holds is taken without arming a
+                // timer per message; only an empty queue waits (until the
+                // linger deadline).
+                let next = match self.consumer.recv().now_or_never() {
+                    Some(next) => next,
+                    None => match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                };
+                match next {
+                    Ok(m) => batch.push(take(&m)),
+                    Err(e) => return Err(kafka_error("receive", e)),
                 }
             }
             Ok(Some(batch))
@@ -216,22 +226,55 @@ impl Source for KafkaSource {
         )
     }
 
-    fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            if next.is_empty() {
-                return Ok(()); // nothing new; Kafka refuses an empty commit
-            }
-            let mut list = TopicPartitionList::new();
-            for p in next {
-                list.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.offset))
-                    .map_err(|e| kafka_error("commit", e))?;
-            }
-            let consumer = self.consumer.clone();
-            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-                .await
-                .map_err(|e| kafka_error("commit", e))?
-                .map_err(|e| kafka_error("commit", e))
+    fn committer(&self) -> Arc<dyn Committer> {
+        Arc::new(KafkaCommitter {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
         })
+    }
+}
+
+/// Commits a [`KafkaSource`]'s offsets (the consumer is shared, so commits
+/// go out while the reader task keeps fetching).
+struct KafkaCommitter {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+}
+
+impl KafkaCommitter {
+    async fn commit_with(&self, next: &[Position], mode: CommitMode) -> Result<(), String> {
+        if next.is_empty() {
+            return Ok(()); // nothing new; Kafka refuses an empty commit
+        }
+        let mut list = TopicPartitionList::new();
+        for p in next {
+            list.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.offset))
+                .map_err(|e| kafka_error("commit", e))?;
+        }
+        match mode {
+            // Enqueued in librdkafka, sent in the background.
+            CommitMode::Async => self
+                .consumer
+                .commit(&list, CommitMode::Async)
+                .map_err(|e| kafka_error("commit", e)),
+            CommitMode::Sync => {
+                let consumer = self.consumer.clone();
+                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+                    .await
+                    .map_err(|e| kafka_error("commit", e))?
+                    .map_err(|e| kafka_error("commit", e))
+            }
+        }
+    }
+}
+
+impl Committer for KafkaCommitter {
+    fn commit<'a>(&'a self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.commit_with(next, CommitMode::Async))
+    }
+
+    fn commit_durably<'a>(&'a self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.commit_with(next, CommitMode::Sync))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod nyc;
 pub mod rebalance;
 pub mod runner;
+mod scan;
 pub mod sink;
 pub mod source;
 pub mod udf;

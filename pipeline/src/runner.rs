@@ -11,10 +11,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::event::decode;
+use crate::event::decode_ref;
 use crate::rebalance::{ContinuousRebalancer, RebalanceConfig};
 use crate::sink::{DeadLetter, FleetCheckpoint, Sink, WindowOutput};
-use crate::source::{Position, Source};
+use crate::source::{Committer, Position, Source};
 use crate::window::{WindowConfig, WindowOperator};
 use crate::zones::ZoneMap;
 
@@ -146,14 +146,27 @@ impl Pipeline {
     ) -> Result<Vec<Position>, String> {
         let now = (self.clock)();
         self.stats.messages += messages.len() as u64;
-        let mut by_fleet: HashMap<usize, Vec<crate::event::Event>> = HashMap::new();
+        // Fleets with events in this batch, in order of first appearance.
+        let mut touched: Vec<usize> = Vec::new();
+        let mut last_fleet: Option<usize> = None;
         let mut dead = Vec::new();
         for m in messages {
-            match decode(&m.payload, now) {
+            let partition = m.position.map(|p| p.partition);
+            let invalid = match decode_ref(&m.payload, now) {
                 Ok(event) => {
-                    let f = self.fleet(&event.fleet_id)?;
-                    let partition = m.position.map_or(-1, |p| p.partition);
-                    let newest = self.newest.entry(partition).or_insert(event.ts_ms);
+                    // Messages of one fleet come in runs: skip the map lookup.
+                    let f = match last_fleet {
+                        Some(f) if self.fleets[f].id == *event.fleet_id => f,
+                        _ => self.fleet(&event.fleet_id)?,
+                    };
+                    if last_fleet != Some(f) && !touched.contains(&f) {
+                        touched.push(f);
+                    }
+                    last_fleet = Some(f);
+                    let newest = self
+                        .newest
+                        .entry(partition.unwrap_or(-1))
+                        .or_insert(event.ts_ms);
                     *newest = (*newest).max(event.ts_ms);
                     if let Some(p) = m.position {
                         self.pending.entry(p.partition).or_default().push_back((
@@ -164,23 +177,24 @@ impl Pipeline {
                             },
                         ));
                     }
-                    by_fleet.entry(f).or_default().push(event);
+                    self.stats.events += 1;
+                    self.fleets[f].window.push(&event);
+                    continue;
                 }
-                Err(invalid) => {
-                    if let Some(p) = m.position {
-                        self.pending
-                            .entry(p.partition)
-                            .or_default()
-                            .push_back((p.offset, Pending::Done));
-                    }
-                    dead.push(DeadLetter {
-                        reason: invalid.reason,
-                        payload: m.payload,
-                        position: m.position,
-                        received_ms: now,
-                    });
-                }
+                Err(invalid) => invalid,
+            };
+            if let Some(p) = m.position {
+                self.pending
+                    .entry(p.partition)
+                    .or_default()
+                    .push_back((p.offset, Pending::Done));
             }
+            dead.push(DeadLetter {
+                reason: invalid.reason,
+                payload: m.payload,
+                position: m.position,
+                received_ms: now,
+            });
         }
         if !dead.is_empty() {
             self.stats.dead_letters += dead.len() as u64;
@@ -190,16 +204,10 @@ impl Pipeline {
                     .map_err(|e| format!("sink {}: {e}", sink.name()))?;
             }
         }
-        let mut order: Vec<usize> = by_fleet.keys().copied().collect();
-        order.sort_unstable();
-        for f in order {
-            let events = by_fleet.remove(&f).unwrap_or_default();
-            self.stats.events += events.len() as u64;
+        touched.sort_unstable();
+        for f in touched {
             let progress = self.progress(assigned.as_deref());
-            let closed = self.fleets[f]
-                .window
-                .ingest_with_progress(&events, progress)
-                .await?;
+            let closed = self.fleets[f].window.flush(progress).await?;
             let closed_at = std::time::Instant::now();
             for window in closed {
                 let fleet = &mut self.fleets[f];
@@ -272,25 +280,83 @@ impl Pipeline {
     }
 
     /// Runs until the source ends or `stop` resolves; commits as it goes.
+    ///
+    /// A reader task only fetches: it moves raw batches into a channel of
+    /// [`READ_AHEAD`] batches, so fetching the next batch
+    /// overlaps processing this one (on another core when the runtime has
+    /// one) while memory stays bounded: a full channel stops the reader.
+    /// At the end the last commit is made durably.
     pub async fn run(
         &mut self,
-        source: &mut dyn Source,
+        mut source: Box<dyn Source>,
         batch: usize,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<PipelineStats, String> {
+        let committer = source.committer();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch, String>>(READ_AHEAD);
+        let reader = tokio::spawn(async move {
+            loop {
+                let Ok(permit) = tx.reserve().await else {
+                    break;
+                }; // processor gone
+                match source.next_batch(batch).await {
+                    Ok(Some(messages)) => permit.send(Ok(Batch {
+                        messages,
+                        assigned: source.partitions(),
+                    })),
+                    Ok(None) => break,
+                    Err(e) => {
+                        permit.send(Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+        let result = self.consume(&mut rx, committer.as_ref(), stop).await;
+        // The reader (and with it the source, e.g. a consumer group member)
+        // is gone before this returns, so a restart can take its place.
+        drop(rx);
+        reader.abort();
+        let _ = reader.await;
+        result
+    }
+
+    async fn consume(
+        &mut self,
+        batches: &mut tokio::sync::mpsc::Receiver<Result<Batch, String>>,
+        committer: &dyn Committer,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<PipelineStats, String> {
         tokio::pin!(stop);
+        let mut committed: HashMap<i32, i64> = HashMap::new();
         loop {
             let next = tokio::select! {
                 _ = &mut stop => break,
-                next = source.next_batch(batch) => next?,
+                next = batches.recv() => next,
             };
-            let Some(messages) = next else { break };
-            let assigned = source.partitions();
+            let Some(next) = next else { break }; // the source ended
+            let Batch { messages, assigned } = next?;
             let commit = self.process(messages, assigned).await?;
             if !commit.is_empty() {
-                source.commit(&commit).await?;
+                committer.commit(&commit).await?;
+                committed.extend(commit.iter().map(|p| (p.partition, p.offset)));
             }
         }
+        let mut last: Vec<Position> = committed
+            .into_iter()
+            .map(|(partition, offset)| Position { partition, offset })
+            .collect();
+        last.sort();
+        committer.commit_durably(&last).await?;
         Ok(self.stats())
     }
+}
+
+/// Raw batches the reader task may fetch ahead of processing.
+pub const READ_AHEAD: usize = 2;
+
+/// One batch as the reader hands it over.
+struct Batch {
+    messages: Vec<crate::source::Message>,
+    assigned: Option<Vec<i32>>,
 }

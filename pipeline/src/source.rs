@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,21 +28,36 @@ pub struct Message {
     pub position: Option<Position>,
 }
 
-/// A source of telemetry messages.
+/// A source of telemetry messages. Reading and committing are separate
+/// handles so that one task can read ahead while another processes and
+/// commits (see [`crate::runner::Pipeline::run`]).
 pub trait Source: Send {
     /// Waits for the next messages (at most `max`); `Ok(None)` when a
     /// finite source is exhausted.
     fn next_batch(&mut self, max: usize) -> BoxFuture<'_, Result<Option<Vec<Message>>, String>>;
 
-    /// Records that everything before `next` (per partition: the offset of
-    /// the first message not yet fully processed) has had its effects
-    /// persisted, so a restart resumes there.
-    fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>>;
+    /// The handle that commits this source's positions.
+    fn committer(&self) -> Arc<dyn Committer>;
 
     /// The partitions this reader is assigned, when it knows (event time
     /// advances only when each has delivered an event); `None`: all seen.
     fn partitions(&self) -> Option<Vec<i32>> {
         None
+    }
+}
+
+/// Commits a source's positions.
+pub trait Committer: Send + Sync {
+    /// Records that everything before `next` (per partition: the offset of
+    /// the first message not yet fully processed) has had its effects
+    /// persisted, so a restart resumes there.
+    /// The broker may acknowledge it later: a commit lost in a crash only
+    /// means more is replayed.
+    fn commit<'a>(&'a self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>>;
+
+    /// The same, returning only once the commit is durable (at shutdown).
+    fn commit_durably<'a>(&'a self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
+        self.commit(next)
     }
 }
 
@@ -52,7 +69,29 @@ pub struct ReplaySource {
     next: usize,
     speedup: Option<f64>,
     started: Option<Instant>,
-    committed: usize,
+    committed: Arc<ReplayCommits>,
+}
+
+/// Where a [`ReplaySource`] was committed up to (shared with its committer).
+#[derive(Debug, Default)]
+pub struct ReplayCommits(AtomicUsize);
+
+impl ReplayCommits {
+    /// Offset of the first message not yet committed.
+    pub fn offset(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Committer for ReplayCommits {
+    fn commit<'a>(&'a self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if let Some(p) = next.iter().find(|p| p.partition == 0) {
+                self.0.fetch_max(p.offset as usize, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    }
 }
 
 impl ReplaySource {
@@ -65,7 +104,7 @@ impl ReplaySource {
             next: 0,
             speedup: speedup.filter(|s| s.is_finite() && *s > 0.0),
             started: None,
-            committed: 0,
+            committed: Arc::default(),
         }
     }
 
@@ -76,13 +115,14 @@ impl ReplaySource {
             next: 0,
             speedup: None,
             started: None,
-            committed: 0,
+            committed: Arc::default(),
         }
     }
 
-    /// Offset of the first message not yet committed.
-    pub fn committed(&self) -> usize {
-        self.committed
+    /// Where this source has been committed up to; readable after the
+    /// source itself has been handed to a pipeline.
+    pub fn commits(&self) -> Arc<ReplayCommits> {
+        self.committed.clone()
     }
 }
 
@@ -123,12 +163,7 @@ impl Source for ReplaySource {
         })
     }
 
-    fn commit<'a>(&'a mut self, next: &'a [Position]) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            if let Some(p) = next.iter().find(|p| p.partition == 0) {
-                self.committed = self.committed.max(p.offset as usize);
-            }
-            Ok(())
-        })
+    fn committer(&self) -> Arc<dyn Committer> {
+        self.committed.clone()
     }
 }

@@ -13,14 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array,
+    Array, ArrayRef, Float64Builder, Int64Array, Int64Builder, StringBuilder, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::cast::{as_int64_array, as_string_array, as_uint64_array};
 use datafusion::prelude::SessionContext;
 
-use crate::event::{Event, EventKind, VehicleState};
+use crate::event::{Event, EventKind, EventRef, VehicleState};
 use crate::udf::{haversine_udf, zone_of_udf};
 use crate::zones::ZoneMap;
 
@@ -112,6 +112,8 @@ pub struct WindowOperator {
     config: WindowConfig,
     ctx: SessionContext,
     partial_sql: String,
+    /// The micro-batch being collected.
+    batch: EventColumns,
     /// Bucket start -> zone -> requests.
     buckets: BTreeMap<i64, HashMap<u64, i64>>,
     vehicles: HashMap<String, VehicleEntry>,
@@ -135,6 +137,58 @@ impl std::fmt::Debug for WindowOperator {
             .field("next_end", &self.next_end)
             .field("stats", &self.stats)
             .finish()
+    }
+}
+
+/// Events as Arrow columns (the `events` table of `sql/window_partial.sql`),
+/// appended one at a time.
+#[derive(Default)]
+struct EventColumns {
+    kind: StringBuilder,
+    entity_id: StringBuilder,
+    ts_ms: Int64Builder,
+    lat: Float64Builder,
+    lon: Float64Builder,
+    state: StringBuilder,
+    /// Earliest event time in the batch.
+    first: Option<i64>,
+}
+
+impl EventColumns {
+    fn push(&mut self, e: &EventRef<'_>) {
+        match &e.kind {
+            EventKind::Vehicle { state } => {
+                self.kind.append_value("vehicle");
+                self.state.append_value(state.as_str());
+            }
+            EventKind::Request { .. } => {
+                self.kind.append_value("request");
+                self.state.append_null();
+            }
+        }
+        self.entity_id.append_value(&e.id);
+        self.ts_ms.append_value(e.ts_ms);
+        self.lat.append_value(e.lat);
+        self.lon.append_value(e.lon);
+        self.first = Some(self.first.map_or(e.ts_ms, |f| f.min(e.ts_ms)));
+    }
+
+    /// The batch collected so far and its earliest event time (`None` if
+    /// empty); the builders start over.
+    fn finish(&mut self) -> Result<Option<(RecordBatch, i64)>, String> {
+        let Some(first) = self.first.take() else {
+            return Ok(None);
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.kind.finish()),
+            Arc::new(self.entity_id.finish()),
+            Arc::new(self.ts_ms.finish()),
+            Arc::new(self.lat.finish()),
+            Arc::new(self.lon.finish()),
+            Arc::new(self.state.finish()),
+        ];
+        let batch = RecordBatch::try_new(events_schema(), columns).map_err(df_error)?;
+        Ok(Some((batch, first)))
     }
 }
 
@@ -175,6 +229,7 @@ impl WindowOperator {
             partial_sql: PARTIAL_SQL.replace("${slide_ms}", &config.slide_ms.to_string()),
             config,
             ctx,
+            batch: EventColumns::default(),
             buckets: BTreeMap::new(),
             vehicles: HashMap::new(),
             pending_vehicles: BTreeMap::new(),
@@ -238,7 +293,9 @@ impl WindowOperator {
     }
 
     /// Aggregates a micro-batch and returns the windows it closes, oldest
-    /// first. Event time progresses to the newest event seen.
+    /// first. Event time progresses to the newest event seen (see
+    /// [`WindowOperator::push`] and [`WindowOperator::flush`] for the
+    /// hot path, which takes borrowed events one at a time).
     pub async fn ingest(&mut self, events: &[Event]) -> Result<Vec<ClosedWindow>, String> {
         let newest = events.iter().map(|e| e.ts_ms).max();
         self.ingest_with_progress(events, newest).await
@@ -252,15 +309,32 @@ impl WindowOperator {
         events: &[Event],
         progress: Option<i64>,
     ) -> Result<Vec<ClosedWindow>, String> {
-        self.stats.events += events.len() as u64;
-        let fresh: Vec<&Event> = events.iter().filter(|e| !self.is_late(e.ts_ms)).collect();
-        self.stats.late += (events.len() - fresh.len()) as u64;
+        for e in events {
+            self.push(&e.as_ref());
+        }
+        self.flush(progress).await
+    }
+
+    /// Adds one event to the micro-batch being collected (copied into Arrow
+    /// builders, no allocation per event); an event older than every open
+    /// window is counted as late and dropped.
+    pub fn push(&mut self, e: &EventRef<'_>) {
+        self.stats.events += 1;
+        if self.is_late(e.ts_ms) {
+            self.stats.late += 1;
+            return;
+        }
+        self.batch.push(e);
+    }
+
+    /// Aggregates the collected micro-batch, moves event time to `progress`
+    /// and returns the windows that closes, oldest first.
+    pub async fn flush(&mut self, progress: Option<i64>) -> Result<Vec<ClosedWindow>, String> {
         if let Some(p) = progress {
             self.max_ts = Some(self.max_ts.map_or(p, |m| m.max(p)));
         }
-        if !fresh.is_empty() {
-            self.aggregate(&fresh).await?;
-            let first = fresh.iter().map(|e| e.ts_ms).min().unwrap_or(i64::MAX);
+        if let Some((batch, first)) = self.batch.finish()? {
+            self.aggregate(batch).await?;
             self.min_ts = Some(self.min_ts.map_or(first, |m| m.min(first)));
         }
         self.close_ready().await
@@ -288,37 +362,7 @@ impl WindowOperator {
         Ok(closed)
     }
 
-    async fn aggregate(&mut self, events: &[&Event]) -> Result<(), String> {
-        let n = events.len();
-        let (mut kind, mut id, mut ts, mut lat, mut lon, mut state) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for e in events {
-            let (k, s) = match &e.kind {
-                EventKind::Vehicle { state } => ("vehicle", Some(state.as_str())),
-                EventKind::Request { .. } => ("request", None),
-            };
-            kind.push(k);
-            id.push(e.id.as_str());
-            ts.push(e.ts_ms);
-            lat.push(e.lat);
-            lon.push(e.lon);
-            state.push(s);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(kind)),
-            Arc::new(StringArray::from(id)),
-            Arc::new(Int64Array::from(ts)),
-            Arc::new(Float64Array::from(lat)),
-            Arc::new(Float64Array::from(lon)),
-            Arc::new(StringArray::from(state)),
-        ];
-        let batch = RecordBatch::try_new(events_schema(), columns).map_err(df_error)?;
+    async fn aggregate(&mut self, batch: RecordBatch) -> Result<(), String> {
         let _ = self.ctx.deregister_table("events").map_err(df_error)?;
         self.ctx.register_batch("events", batch).map_err(df_error)?;
         let out = self

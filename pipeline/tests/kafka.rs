@@ -69,7 +69,7 @@ async fn telemetry_through_the_broker_survives_a_restart_exactly() {
     let reference = MemorySink::default();
     let mut p = pipeline(&zones, vec![Box::new(reference.clone())]);
     p.run(
-        &mut ReplaySource::new(&events, None),
+        Box::new(ReplaySource::new(&events, None)),
         256,
         std::future::pending(),
     )
@@ -139,16 +139,15 @@ async fn telemetry_through_the_broker_survives_a_restart_exactly() {
             Box::new(KafkaSink::new(&brokers, topics.clone()).unwrap()),
         ],
     );
-    let mut source = KafkaSource::new(&brokers, &group, &topics.telemetry).unwrap();
+    let source = KafkaSource::new(&brokers, &group, &topics.telemetry).unwrap();
     let third = reference.len() / 3;
     let stats = tokio::time::timeout(
         Duration::from_secs(60),
-        p.run(&mut source, 100, windows_reach(first.clone(), third)),
+        p.run(Box::new(source), 100, windows_reach(first.clone(), third)),
     )
     .await
     .expect("first life made no progress in 60 s")
     .unwrap();
-    drop(source);
     let first = first.collected();
     assert!(
         first.windows.len() < reference.len(),
@@ -166,11 +165,11 @@ async fn telemetry_through_the_broker_survives_a_restart_exactly() {
         ],
     );
     p.resume_fleet("nyc", checkpoint);
-    let mut source = KafkaSource::new(&brokers, &group, &topics.telemetry).unwrap();
+    let source = KafkaSource::new(&brokers, &group, &topics.telemetry).unwrap();
     let rest = reference.len() - first.windows.len();
     tokio::time::timeout(
         Duration::from_secs(60),
-        p.run(&mut source, 500, windows_reach(second.clone(), rest)),
+        p.run(Box::new(source), 500, windows_reach(second.clone(), rest)),
     )
     .await
     .expect("second life made no progress in 60 s")

@@ -67,9 +67,10 @@ async fn every_request_is_counted_once_and_bad_messages_are_dead_letters() {
     }
     let sink = MemorySink::default();
     let mut p = pipeline(zones, &sink);
-    let mut source = ReplaySource::from_payloads(payloads);
+    let source = ReplaySource::from_payloads(payloads);
+    let commits = source.commits();
     let stats = p
-        .run(&mut source, 500, std::future::pending())
+        .run(Box::new(source), 500, std::future::pending())
         .await
         .unwrap();
     let got = sink.collected();
@@ -101,7 +102,7 @@ async fn every_request_is_counted_once_and_bad_messages_are_dead_letters() {
     assert!(emitted > 0 && emitted <= planned, "{emitted} {planned}");
     // Everything before the open window was committed, nothing in it.
     let first_open = payloads_offset_of_first_open(&events, &bad, closed_until);
-    assert_eq!(source.committed(), first_open);
+    assert_eq!(commits.offset(), first_open);
 }
 
 /// Offset (in the mixed stream) of the first event not in a closed window.
@@ -120,7 +121,7 @@ async fn a_restart_from_checkpoint_and_committed_offset_continues_exactly() {
     let reference = MemorySink::default();
     let mut p = pipeline(zones.clone(), &reference);
     p.run(
-        &mut ReplaySource::new(&events, None),
+        Box::new(ReplaySource::new(&events, None)),
         256,
         std::future::pending(),
     )
@@ -132,11 +133,12 @@ async fn a_restart_from_checkpoint_and_committed_offset_continues_exactly() {
     let cut = events.len() / 3;
     let first = MemorySink::default();
     let mut p = pipeline(zones.clone(), &first);
-    let mut source = ReplaySource::new(&events[..cut], None);
-    p.run(&mut source, 256, std::future::pending())
+    let source = ReplaySource::new(&events[..cut], None);
+    let commits = source.commits();
+    p.run(Box::new(source), 256, std::future::pending())
         .await
         .unwrap();
-    let committed = source.committed();
+    let committed = commits.offset();
     let first = first.collected().windows;
     let checkpoint = first.last().unwrap().checkpoint.clone();
     assert!(
@@ -148,8 +150,8 @@ async fn a_restart_from_checkpoint_and_committed_offset_continues_exactly() {
     let second = MemorySink::default();
     let mut p = pipeline(zones, &second);
     p.resume_fleet("nyc", checkpoint);
-    let mut source = ReplaySource::new(&events[committed..], None);
-    p.run(&mut source, 256, std::future::pending())
+    let source = ReplaySource::new(&events[committed..], None);
+    p.run(Box::new(source), 256, std::future::pending())
         .await
         .unwrap();
     let second = second.collected().windows;

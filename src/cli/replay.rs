@@ -160,7 +160,7 @@ async fn in_process(
     let start = Instant::now();
     let stats = pipeline
         .run(
-            &mut ReplaySource::new(events, None),
+            Box::new(ReplaySource::new(events, None)),
             8192,
             std::future::pending(),
         )

@@ -112,6 +112,8 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
             Ok(addr) if !addr.is_empty() => Cache::redis(&addr).await.map_err(Failure::Other)?,
             _ => Cache::memory(),
         };
+        // Every run write (API or pipeline) makes cached run lists stale.
+        let store = store.with_cache(cache.clone());
         let stream = if args.pipeline == "on" {
             Some(crate::stream::StreamConfig::from_env().map_err(Failure::Usage)?)
         } else {
