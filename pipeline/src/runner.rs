@@ -1,10 +1,11 @@
 //! The loop that ties a source, the per-fleet windows and rebalancers, and
 //! the sinks together, and decides what may be committed.
 //!
-//! Pull-based: the next batch is read only when the previous one has been
-//! processed and its closed windows written to every sink, so memory is
-//! bounded by one batch plus the open windows (zones x open buckets and one
-//! entry per vehicle) plus the positions of events still in open windows.
+//! Backpressure: the reader task runs at most [`READ_AHEAD`] batches ahead
+//! through a bounded channel, and a batch is done only when its closed
+//! windows are written to every sink, so memory is bounded by a few batches
+//! plus the open windows (zones x open buckets and one entry per vehicle)
+//! plus the positions of events still in open windows.
 //! Offsets are committed only up to the first event some open window still
 //! needs: a crash replays those events rather than losing them.
 
