@@ -156,7 +156,24 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     pub fn new(brokers: &str, group: &str, topic: &str) -> Result<Self, String> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        Self::with_options(brokers, group, topic, &[])
+    }
+
+    /// The same, with extra librdkafka consumer settings, e.g.
+    /// `max.partition.fetch.bytes` (smaller: partitions are delivered
+    /// interleaved in smaller chunks, so event time advances more evenly).
+    /// The settings this source relies on (manual commits, the group) win.
+    pub fn with_options(
+        brokers: &str,
+        group: &str,
+        topic: &str,
+        options: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let mut config = ClientConfig::new();
+        for (key, value) in options {
+            config.set(*key, *value);
+        }
+        let consumer: StreamConsumer = config
             .set("bootstrap.servers", brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")

@@ -331,7 +331,9 @@ impl Pipeline {
         tokio::pin!(stop);
         let mut committed: HashMap<i32, i64> = HashMap::new();
         loop {
+            // A stop wins over a batch that is also ready.
             let next = tokio::select! {
+                biased;
                 _ = &mut stop => break,
                 next = batches.recv() => next,
             };

@@ -40,6 +40,13 @@ fn pipeline(zones: &Arc<CentroidZones>, sinks: Vec<Box<dyn Sink>>) -> Pipeline {
 
 /// Resolves once `sink` holds at least `n` windows (checked whenever the
 /// pipeline loop polls it, i.e. between batches).
+/// Small fetches per partition: the partitions arrive interleaved, so event
+/// time (the slowest partition's) advances a few windows at a time and the
+/// first life can stop in the middle. With whole-partition fetches, one
+/// partition may be read entirely before the next, and every window then
+/// closes in one batch.
+const INTERLEAVED: &[(&str, &str)] = &[("max.partition.fetch.bytes", "8192")];
+
 async fn windows_reach(sink: MemorySink, n: usize) {
     std::future::poll_fn(|cx| {
         if sink.0.lock().unwrap().windows.len() >= n {
@@ -139,7 +146,8 @@ async fn telemetry_through_the_broker_survives_a_restart_exactly() {
             Box::new(KafkaSink::new(&brokers, topics.clone()).unwrap()),
         ],
     );
-    let source = KafkaSource::new(&brokers, &group, &topics.telemetry).unwrap();
+    let source =
+        KafkaSource::with_options(&brokers, &group, &topics.telemetry, INTERLEAVED).unwrap();
     let third = reference.len() / 3;
     let stats = tokio::time::timeout(
         Duration::from_secs(60),
@@ -165,7 +173,8 @@ async fn telemetry_through_the_broker_survives_a_restart_exactly() {
         ],
     );
     p.resume_fleet("nyc", checkpoint);
-    let source = KafkaSource::new(&brokers, &group, &topics.telemetry).unwrap();
+    let source =
+        KafkaSource::with_options(&brokers, &group, &topics.telemetry, INTERLEAVED).unwrap();
     let rest = reference.len() - first.windows.len();
     tokio::time::timeout(
         Duration::from_secs(60),
