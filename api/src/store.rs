@@ -331,7 +331,6 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        self.runs_changed(&current.fleet_id).await;
         if changed == 0 {
             // Someone else changed it between our read and write.
             let now = self.get_run(id).await?;
@@ -340,6 +339,7 @@ impl Store {
                 to: next,
             });
         }
+        self.runs_changed(&current.fleet_id).await;
         self.get_run(id).await
     }
 

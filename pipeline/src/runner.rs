@@ -147,7 +147,7 @@ impl Pipeline {
     ) -> Result<Vec<Position>, String> {
         let now = (self.clock)();
         self.stats.messages += messages.len() as u64;
-        // Fleets with events in this batch, in order of first appearance.
+        // Fleets with events in this batch (flushed in index order below).
         let mut touched: Vec<usize> = Vec::new();
         let mut last_fleet: Option<usize> = None;
         let mut dead = Vec::new();
