@@ -201,11 +201,14 @@ pub async fn observe(request: Request, next: Next) -> Response {
     } else {
         Level::Info
     };
-    log(
-        level,
-        "request",
-        serde_json::json!({"request_id": id, "method": method, "route": route, "status": status, "ms": seconds * 1e3}),
-    );
+    // Built only when it will be written: the hot path stays allocation-light.
+    if level <= threshold() {
+        log(
+            level,
+            "request",
+            serde_json::json!({"request_id": id, "method": method, "route": route, "status": status, "ms": seconds * 1e3}),
+        );
+    }
     response
 }
 

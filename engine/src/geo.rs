@@ -51,14 +51,14 @@ pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 
 /// Haversine on radians with precomputed cosines; bit-identical to `haversine_km`.
 #[inline]
-fn dist(lat1: f64, lon1: f64, c1: f64, lat2: f64, lon2: f64, c2: f64) -> f64 {
+pub(crate) fn dist(lat1: f64, lon1: f64, c1: f64, lat2: f64, lon2: f64, c2: f64) -> f64 {
     let (sa, so) = (((lat2 - lat1) * 0.5).sin(), ((lon2 - lon1) * 0.5).sin());
     let h = sa * sa + c1 * c2 * so * so;
     2.0 * R * h.sqrt().clamp(0.0, 1.0).asin()
 }
 
 /// The haversine term `h` of a distance `d` (inverse of `d = 2R asin(√h)`).
-fn h_of(d: f64) -> f64 {
+pub(crate) fn h_of(d: f64) -> f64 {
     let s = (d / (2.0 * R)).min(std::f64::consts::FRAC_PI_2).sin();
     s * s
 }
@@ -349,6 +349,27 @@ impl PointIndex {
             thr + SLACK_H
         });
         best
+    }
+}
+
+impl PointIndex {
+    /// Every point within `km` (inclusive) of `p` by haversine distance, in
+    /// index order. Exact, like [`PointIndex::nearest`].
+    pub fn within(&self, p: LatLon, km: f64) -> Vec<usize> {
+        let mut out = Vec::new();
+        if km.is_nan() || km < 0.0 {
+            return out;
+        }
+        let q = Pt::new(p, self.cos0);
+        let h = h_of(km);
+        self.search(&q, h + SLACK_H, |j, c| {
+            if q.chord_h(c) <= h + SLACK_H && q.dist(c) <= km {
+                out.push(self.ids[j]);
+            }
+            h + SLACK_H
+        });
+        out.sort_unstable();
+        out
     }
 }
 

@@ -9,7 +9,7 @@
 //! [`model`] (zones, costs) -> [`formulation`] (problem -> network) ->
 //! [`plan`] (network flow -> moves and objectives) -> [`optimize`] (entry
 //! points). [`run_settings`] (a run's weights and limits) sits on [`problem_file`].
-//! [`geo`], [`forecast`], [`dimacs`] and [`synthetic`] are leaves.
+//! [`geo`] (with [`zone_raster`] on it), [`forecast`], [`dimacs`] and [`synthetic`] are leaves.
 //!
 //! Architecture invariant: this crate does no IO, spawns no threads and has
 //! no async code. Everything here is a deterministic function of its inputs.
@@ -27,3 +27,4 @@ pub mod run_settings;
 pub mod simplex;
 pub mod synthetic;
 pub mod time;
+pub mod zone_raster;

@@ -40,8 +40,21 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         if digits == 0 {
             return None;
         }
-        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
+        // Milliseconds: the first three digits, right-padded with zeros
+        // (no allocation: this runs for every telemetry event).
+        millis = frac
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .zip([100, 10, 1])
+            .map(|(c, scale)| {
+                if c.is_ascii_digit() {
+                    (c - b'0') as i64 * scale
+                } else {
+                    0
+                }
+            })
+            .sum();
         rest = &frac[digits..];
     }
     let offset_min = match rest {
@@ -139,6 +152,19 @@ mod tests {
         assert_eq!(
             parse_rfc3339("2019-03-04T08:15:00.5Z"),
             Some(1_551_687_300_500)
+        );
+        // Fractions: padded to milliseconds, truncated past them.
+        assert_eq!(
+            parse_rfc3339("2019-03-04T08:15:00.25Z"),
+            Some(1_551_687_300_250)
+        );
+        assert_eq!(
+            parse_rfc3339("2019-03-04T08:15:00.123456Z"),
+            Some(1_551_687_300_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2019-03-04T08:15:00.007+00:00"),
+            Some(1_551_687_300_007)
         );
         assert_eq!(
             parse_rfc3339("2019-03-04T03:15:00-05:00"),

@@ -201,23 +201,31 @@ impl KafkaSource {
 impl Source for KafkaSource {
     fn next_batch(&mut self, max: usize) -> BoxFuture<'_, Result<Option<Vec<Message>>, String>> {
         Box::pin(async move {
-            let mut batch = Vec::new();
+            // Payloads go into one buffer, handed out as slices of it.
+            let mut data = Vec::new();
+            let mut read: Vec<(std::ops::Range<usize>, Position)> = Vec::new();
+            let take = |m: &rdkafka::message::BorrowedMessage<'_>,
+                        data: &mut Vec<u8>,
+                        read: &mut Vec<(std::ops::Range<usize>, Position)>| {
+                let payload = m.payload().unwrap_or_default();
+                read.push((
+                    data.len()..data.len() + payload.len(),
+                    Position {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    },
+                ));
+                data.extend_from_slice(payload);
+            };
             let first = self
                 .consumer
                 .recv()
                 .await
                 .map_err(|e| kafka_error("receive", e))?;
-            let take = |m: &rdkafka::message::BorrowedMessage<'_>| Message {
-                payload: m.payload().unwrap_or_default().to_vec(),
-                position: Some(Position {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                }),
-            };
-            batch.push(take(&first));
+            take(&first, &mut data, &mut read);
             drop(first);
             let deadline = tokio::time::Instant::now() + self.linger;
-            while batch.len() < max {
+            while read.len() < max {
                 // What librdkafka already holds is taken without arming a
                 // timer per message; only an empty queue waits (until the
                 // linger deadline).
@@ -229,10 +237,18 @@ impl Source for KafkaSource {
                     },
                 };
                 match next {
-                    Ok(m) => batch.push(take(&m)),
+                    Ok(m) => take(&m, &mut data, &mut read),
                     Err(e) => return Err(kafka_error("receive", e)),
                 }
             }
+            let data = bytes::Bytes::from(data);
+            let batch = read
+                .into_iter()
+                .map(|(range, position)| Message {
+                    payload: data.slice(range),
+                    position: Some(position),
+                })
+                .collect();
             Ok(Some(batch))
         })
     }

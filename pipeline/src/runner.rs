@@ -41,12 +41,64 @@ struct Fleet {
     rebalancer: ContinuousRebalancer,
 }
 
-/// One message awaiting commit: dead letters are done once written, events
-/// once no open window of their fleet contains them.
-#[derive(Debug)]
+/// A run of consecutive messages of one partition awaiting commit: dead
+/// letters are done once written, a fleet's events once no open window of
+/// that fleet contains them. A run of events holds one fleet's events of
+/// one slide bucket: window boundaries fall on slide boundaries, so they
+/// stop being needed at the same moment and committing a run whole is
+/// exactly as far as committing message by message.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Pending {
     Done,
-    Event { fleet: usize, ts_ms: i64 },
+    Events {
+        fleet: usize,
+        bucket: i64,
+        ts_ms: i64,
+    },
+}
+
+/// Longest run of messages kept as one pending entry.
+const MAX_RUN: i64 = 4096;
+
+/// What the pipeline tracks per source partition.
+#[derive(Debug)]
+struct PartitionState {
+    partition: i32,
+    /// Newest event time seen (see [`Pipeline::progress`]).
+    newest: Option<i64>,
+    /// Runs `(first offset, last offset, what)` in offset order, not yet
+    /// committable.
+    pending: VecDeque<(i64, i64, Pending)>,
+}
+
+impl PartitionState {
+    /// Adds the message at `offset`, extending the last run when it
+    /// directly follows it with the same kind of pending work.
+    fn note(&mut self, offset: i64, item: Pending) {
+        if let Some((first, last, run)) = self.pending.back_mut() {
+            if *last + 1 == offset && offset - *first < MAX_RUN {
+                match (run, item) {
+                    (Pending::Done, Pending::Done) => {
+                        *last = offset;
+                        return;
+                    }
+                    (
+                        Pending::Events { fleet, bucket, .. },
+                        Pending::Events {
+                            fleet: f,
+                            bucket: b,
+                            ..
+                        },
+                    ) if *fleet == f && *bucket == b => {
+                        *last = offset;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.pending.push_back((offset, offset, item));
+    }
 }
 
 /// The streaming pipeline (see the module doc).
@@ -57,10 +109,9 @@ pub struct Pipeline {
     fleets: Vec<Fleet>,
     fleet_index: HashMap<String, usize>,
     sinks: Vec<Box<dyn Sink>>,
-    /// Per partition, messages in offset order not yet committable.
-    pending: HashMap<i32, VecDeque<(i64, Pending)>>,
-    /// Newest event time per source partition (see [`Pipeline::progress`]).
-    newest: HashMap<i32, i64>,
+    /// Per source partition (few: a linear scan with the last one cached
+    /// beats hashing for every message).
+    partitions: Vec<PartitionState>,
     /// Per fleet: the checkpoint to continue from after a restart.
     resume: HashMap<String, FleetCheckpoint>,
     stats: PipelineStats,
@@ -89,9 +140,8 @@ impl Pipeline {
             fleets: Vec::new(),
             fleet_index: HashMap::new(),
             sinks,
-            pending: HashMap::new(),
+            partitions: Vec::new(),
             resume: HashMap::new(),
-            newest: HashMap::new(),
             stats: PipelineStats::default(),
             clock: wall_clock_ms,
         })
@@ -151,8 +201,18 @@ impl Pipeline {
         let mut touched: Vec<usize> = Vec::new();
         let mut last_fleet: Option<usize> = None;
         let mut dead = Vec::new();
+        let mut part = 0;
         for m in messages {
-            let partition = m.position.map(|p| p.partition);
+            // Messages without a position (a source that cannot replay)
+            // count under partition -1 for event time only.
+            let partition = m.position.map_or(-1, |p| p.partition);
+            if self
+                .partitions
+                .get(part)
+                .is_none_or(|s| s.partition != partition)
+            {
+                part = self.partition_index(partition);
+            }
             let invalid = match decode_ref(&m.payload, now) {
                 Ok(event) => {
                     // Messages of one fleet come in runs: skip the map lookup.
@@ -164,19 +224,17 @@ impl Pipeline {
                         touched.push(f);
                     }
                     last_fleet = Some(f);
-                    let newest = self
-                        .newest
-                        .entry(partition.unwrap_or(-1))
-                        .or_insert(event.ts_ms);
-                    *newest = (*newest).max(event.ts_ms);
+                    let state = &mut self.partitions[part];
+                    state.newest = Some(state.newest.map_or(event.ts_ms, |n| n.max(event.ts_ms)));
                     if let Some(p) = m.position {
-                        self.pending.entry(p.partition).or_default().push_back((
+                        state.note(
                             p.offset,
-                            Pending::Event {
+                            Pending::Events {
                                 fleet: f,
+                                bucket: event.ts_ms.div_euclid(self.window.slide_ms),
                                 ts_ms: event.ts_ms,
                             },
-                        ));
+                        );
                     }
                     self.stats.events += 1;
                     self.fleets[f].window.push(&event);
@@ -185,14 +243,11 @@ impl Pipeline {
                 Err(invalid) => invalid,
             };
             if let Some(p) = m.position {
-                self.pending
-                    .entry(p.partition)
-                    .or_default()
-                    .push_back((p.offset, Pending::Done));
+                self.partitions[part].note(p.offset, Pending::Done);
             }
             dead.push(DeadLetter {
                 reason: invalid.reason,
-                payload: m.payload,
+                payload: m.payload.to_vec(),
                 position: m.position,
                 received_ms: now,
             });
@@ -240,38 +295,65 @@ impl Pipeline {
         Ok(self.committable())
     }
 
+    /// Index of `partition`'s state, created on first sight.
+    fn partition_index(&mut self, partition: i32) -> usize {
+        match self
+            .partitions
+            .iter()
+            .position(|s| s.partition == partition)
+        {
+            Some(i) => i,
+            None => {
+                self.partitions.push(PartitionState {
+                    partition,
+                    newest: None,
+                    pending: VecDeque::new(),
+                });
+                self.partitions.len() - 1
+            }
+        }
+    }
+
     /// Event-time progress: the least of the partitions' newest event times
     /// (every assigned partition must have delivered one), so that events
     /// of a partition that lags are not late when they arrive.
     fn progress(&self, assigned: Option<&[i32]>) -> Option<i64> {
+        let newest = |p: i32| {
+            self.partitions
+                .iter()
+                .find(|s| s.partition == p)
+                .and_then(|s| s.newest)
+        };
         match assigned {
             Some(parts) if !parts.is_empty() => parts
                 .iter()
-                .map(|p| self.newest.get(p).copied())
+                .map(|&p| newest(p))
                 .collect::<Option<Vec<i64>>>()
                 .and_then(|v| v.into_iter().min()),
-            _ => self.newest.values().min().copied(),
+            _ => self.partitions.iter().filter_map(|s| s.newest).min(),
         }
     }
 
     fn committable(&mut self) -> Vec<Position> {
         let mut out = Vec::new();
-        for (&partition, queue) in &mut self.pending {
+        for state in &mut self.partitions {
             let mut last = None;
-            while let Some((offset, pending)) = queue.front() {
+            while let Some(&(_, end, pending)) = state.pending.front() {
                 let done = match pending {
                     Pending::Done => true,
-                    Pending::Event { fleet, ts_ms } => self.fleets[*fleet].window.is_late(*ts_ms),
+                    Pending::Events { fleet, ts_ms, .. } => {
+                        self.fleets[fleet].window.is_late(ts_ms)
+                    }
                 };
                 if !done {
                     break;
                 }
-                last = Some(*offset);
-                queue.pop_front();
+                last = Some(end);
+                state.pending.pop_front();
             }
             if let Some(offset) = last {
                 out.push(Position {
-                    partition,
+                    partition: state.partition,
                     offset: offset + 1,
                 });
             }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::event::Event;
@@ -21,10 +22,13 @@ pub struct Position {
     pub offset: i64,
 }
 
-/// One raw message, as read.
+/// One raw message, as read. The payload is a shared, reference-counted
+/// slice: a source may put a whole batch in one buffer (one allocation,
+/// freed once, rather than one per message on the reader's thread and a
+/// free per message on the processor's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
     pub position: Option<Position>,
 }
 
@@ -65,7 +69,7 @@ pub trait Committer: Send + Sync {
 /// that `speedup` seconds of event time pass per wall-clock second.
 #[derive(Debug)]
 pub struct ReplaySource {
-    messages: Vec<(i64, Vec<u8>)>,
+    messages: Vec<(i64, Bytes)>,
     next: usize,
     speedup: Option<f64>,
     started: Option<Instant>,
@@ -99,7 +103,7 @@ impl ReplaySource {
         ReplaySource {
             messages: events
                 .iter()
-                .map(|e| (e.ts_ms, e.to_json().into_bytes()))
+                .map(|e| (e.ts_ms, Bytes::from(e.to_json())))
                 .collect(),
             next: 0,
             speedup: speedup.filter(|s| s.is_finite() && *s > 0.0),
@@ -111,7 +115,7 @@ impl ReplaySource {
     /// Raw payloads (valid or not), at offsets 0.. of partition 0.
     pub fn from_payloads(payloads: Vec<Vec<u8>>) -> Self {
         ReplaySource {
-            messages: payloads.into_iter().map(|p| (0, p)).collect(),
+            messages: payloads.into_iter().map(|p| (0, Bytes::from(p))).collect(),
             next: 0,
             speedup: None,
             started: None,

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use fleet_engine::geo::{LatLon, PointIndex};
+use fleet_engine::geo::LatLon;
+use fleet_engine::zone_raster::ZoneRaster;
 
 /// A zone as the optimizer sees it: an id for people and a centre.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +33,8 @@ pub trait ZoneMap: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct CentroidZones {
     zones: Vec<ZoneInfo>,
-    index: PointIndex,
-    max_km: f64,
+    /// Answers every event's lookup (exactly the nearest-centroid rule).
+    raster: ZoneRaster,
 }
 
 /// Default `ZONE_MAX_KM`: NYC's largest taxi zones are ~5 km across.
@@ -57,9 +58,8 @@ impl CentroidZones {
             })
             .collect();
         Ok(CentroidZones {
-            index: PointIndex::new(&points),
+            raster: ZoneRaster::new(&points, max_km),
             zones,
-            max_km,
         })
     }
 
@@ -97,11 +97,7 @@ impl CentroidZones {
 
 impl ZoneMap for CentroidZones {
     fn zone_of(&self, lat: f64, lon: f64) -> Option<u64> {
-        let p = LatLon { lat, lon };
-        if !p.is_valid() {
-            return None;
-        }
-        self.index.nearest(p, self.max_km).map(|(i, _)| i as u64)
+        self.raster.nearest(lat, lon).map(|i| i as u64)
     }
 
     fn describe(&self, key: u64) -> Option<ZoneInfo> {
