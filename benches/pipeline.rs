@@ -25,7 +25,7 @@ use fleet_pipeline::event::{decode_ref, Event};
 use fleet_pipeline::kafka::{ensure_topics, producer, reachable, send_all, KafkaSource, Topics};
 use fleet_pipeline::nyc::{read_trips, Generator, Trip};
 use fleet_pipeline::rebalance::RebalanceConfig;
-use fleet_pipeline::runner::Pipeline;
+use fleet_pipeline::runner::{Pipeline, DEFAULT_BATCH};
 use fleet_pipeline::sink::{DeadLetter, Sink, WindowOutput};
 use fleet_pipeline::source::{BoxFuture, Committer, Message, ReplaySource, Source};
 use fleet_pipeline::window::{WindowConfig, WindowOperator};
@@ -174,7 +174,7 @@ async fn broker() {
         send_all(&producer, &topics.telemetry, chunk).await.unwrap();
     }
     let mut rows = Vec::new();
-    for round in 0..2 {
+    for round in 0..3 {
         // Bare consumer: receive and count.
         let bare: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
@@ -214,14 +214,14 @@ async fn broker() {
         )
         .unwrap();
         let stats = pipeline
-            .run(Box::new(source), 8192, std::future::pending())
+            .run(Box::new(source), DEFAULT_BATCH, std::future::pending())
             .await
             .unwrap();
         let elapsed = started.lock().unwrap().unwrap().elapsed().as_secs_f64();
         let pipe_rate = stats.messages as f64 / elapsed;
         rows.push((bare_rate, pipe_rate, pipeline.stats().windows));
     }
-    println!("\n## Through the broker (tansu, 4 partitions, {n} messages, same topic, same run)\n");
+    println!("\n## Through the broker (tansu, 4 partitions, {n} messages, same topic, same run, 3 rounds)\n");
     println!("| round | bare rdkafka consumer msg/s | pipeline events/s (decode, zones, windows, re-solve, commits) | pipeline / bare | windows |\n|---|---|---|---|---|");
     for (i, (bare, pipe, w)) in rows.iter().enumerate() {
         println!(

@@ -19,8 +19,11 @@ use crate::source::{Committer, Position, Source};
 use crate::window::{WindowConfig, WindowOperator};
 use crate::zones::ZoneMap;
 
-/// Messages read per batch.
-pub const DEFAULT_BATCH: usize = 8192;
+/// Messages read per batch at most (a batch closes earlier when the source
+/// has nothing more within its linger): ~3 MB of 200-byte messages, and
+/// half the per-batch work of 8192 (measured: 0.71-0.75M -> 0.74-0.85M
+/// events/s through the broker).
+pub const DEFAULT_BATCH: usize = 16_384;
 
 /// Counters of a pipeline run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -706,7 +706,10 @@ mod tests {
         }
         // Planned once, executed for every batch (the counts below show each
         // execution saw its own batch and only it).
-        assert!(op.partial_plan.is_some(), "the partial plan is not reusable");
+        assert!(
+            op.partial_plan.is_some(),
+            "the partial plan is not reusable"
+        );
         assert_eq!(op.stats().late, 0);
         assert!(closed.len() >= 8);
         for w in &closed {
