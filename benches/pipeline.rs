@@ -87,6 +87,51 @@ fn generate(
 
 /// Events/s of `f` over `rounds` runs: (median, best). This machine's speed
 /// varies between runs, so both are reported.
+/// CPU seconds so far: this process (user + system) and the whole machine
+/// (busy, all cores), from /proc (Linux; `None` elsewhere). Clock ticks of
+/// 10 ms: good to a few percent over phases of half a second and more.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    process: f64,
+    machine_busy: f64,
+}
+
+fn cpu_now() -> Option<Cpu> {
+    const TICK: f64 = 0.01; // USER_HZ = 100 on Linux
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime, stime are 14, 15.
+    let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let process =
+        (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) * TICK;
+    let all = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<f64> = all
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let idle = cpu.get(3)? + cpu.get(4)?;
+    Some(Cpu {
+        process,
+        machine_busy: (cpu.iter().sum::<f64>() - idle) * TICK,
+    })
+}
+
+/// CPU per message between two snapshots (process us, machine cores busy).
+fn cpu_use(from: Option<Cpu>, to: Option<Cpu>, messages: usize, seconds: f64) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) => format!(
+            "{:.2} us/msg, machine {:.0}% busy",
+            (b.process - a.process) * 1e6 / messages as f64,
+            100.0 * (b.machine_busy - a.machine_busy)
+                / seconds
+                / std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+        ),
+        _ => "-".into(),
+    }
+}
+
 fn rates(rounds: usize, n: usize, mut f: impl FnMut()) -> (f64, f64) {
     let mut r: Vec<f64> = (0..rounds)
         .map(|_| {
@@ -186,11 +231,13 @@ async fn broker() {
         bare.subscribe(&[&topics.telemetry]).unwrap();
         let first = bare.recv().await.unwrap();
         drop(first);
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_now());
         for _ in 1..n {
             bare.recv().await.unwrap();
         }
-        let bare_rate = (n - 1) as f64 / start.elapsed().as_secs_f64();
+        let bare_secs = start.elapsed().as_secs_f64();
+        let bare_rate = (n - 1) as f64 / bare_secs;
+        let bare_cpu = cpu_use(cpu0, cpu_now(), n - 1, bare_secs);
         drop(bare);
         // The pipeline: decode, zones, windows, re-solves, commits, with
         // its reader task fetching ahead (Pipeline::run).
@@ -217,15 +264,23 @@ async fn broker() {
             .run(Box::new(source), DEFAULT_BATCH, std::future::pending())
             .await
             .unwrap();
-        let elapsed = started.lock().unwrap().unwrap().elapsed().as_secs_f64();
+        let (first, cpu0) = started.lock().unwrap().unwrap();
+        let elapsed = first.elapsed().as_secs_f64();
         let pipe_rate = stats.messages as f64 / elapsed;
-        rows.push((bare_rate, pipe_rate, pipeline.stats().windows));
+        let pipe_cpu = cpu_use(cpu0, cpu_now(), stats.messages as usize, elapsed);
+        rows.push((
+            bare_rate,
+            pipe_rate,
+            pipeline.stats().windows,
+            bare_cpu,
+            pipe_cpu,
+        ));
     }
     println!("\n## Through the broker (tansu, 4 partitions, {n} messages, same topic, same run, 3 rounds)\n");
-    println!("| round | bare rdkafka consumer msg/s | pipeline events/s (decode, zones, windows, re-solve, commits) | pipeline / bare | windows |\n|---|---|---|---|---|");
-    for (i, (bare, pipe, w)) in rows.iter().enumerate() {
+    println!("| round | bare rdkafka consumer msg/s | pipeline events/s (decode, zones, windows, re-solve, commits) | pipeline / bare | windows | CPU, bare | CPU, pipeline |\n|---|---|---|---|---|---|---|");
+    for (i, (bare, pipe, w, bare_cpu, pipe_cpu)) in rows.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0}% | {w} |",
+            "| {} | {:.0} | {:.0} | {:.0}% | {w} | {bare_cpu} | {pipe_cpu} |",
             i + 1,
             bare,
             pipe,
@@ -238,7 +293,8 @@ async fn broker() {
 struct Limited<S> {
     inner: S,
     left: usize,
-    started: Arc<Mutex<Option<Instant>>>,
+    /// When the first batch came, and the CPU used by then.
+    started: Arc<Mutex<Option<(Instant, Option<Cpu>)>>>,
 }
 
 impl<S: Source> Source for Limited<S> {
@@ -251,7 +307,7 @@ impl<S: Source> Source for Limited<S> {
             self.started
                 .lock()
                 .unwrap()
-                .get_or_insert_with(Instant::now);
+                .get_or_insert_with(|| (Instant::now(), cpu_now()));
             self.left -= batch.as_ref().map_or(0, Vec::len);
             Ok(batch)
         })
