@@ -239,6 +239,30 @@ async fn broker() {
         let bare_rate = (n - 1) as f64 / bare_secs;
         let bare_cpu = cpu_use(cpu0, cpu_now(), n - 1, bare_secs);
         drop(bare);
+        // The pipeline's source alone (batches into one buffer each, no
+        // processing): what the pipeline could reach if processing were free.
+        let mut source = KafkaSource::new(
+            &brokers,
+            &format!("{prefix}-source-{round}"),
+            &topics.telemetry,
+        )
+        .unwrap();
+        let mut read = source
+            .next_batch(DEFAULT_BATCH)
+            .await
+            .unwrap()
+            .map_or(0, |b| b.len());
+        let start = Instant::now();
+        let first = read;
+        while read < n {
+            read += source
+                .next_batch(DEFAULT_BATCH)
+                .await
+                .unwrap()
+                .map_or(0, |b| b.len());
+        }
+        let source_rate = (read - first) as f64 / start.elapsed().as_secs_f64();
+        drop(source);
         // The pipeline: decode, zones, windows, re-solves, commits, with
         // its reader task fetching ahead (Pipeline::run).
         let source = KafkaSource::new(
@@ -270,6 +294,7 @@ async fn broker() {
         let pipe_cpu = cpu_use(cpu0, cpu_now(), stats.messages as usize, elapsed);
         rows.push((
             bare_rate,
+            source_rate,
             pipe_rate,
             pipeline.stats().windows,
             bare_cpu,
@@ -277,13 +302,12 @@ async fn broker() {
         ));
     }
     println!("\n## Through the broker (tansu, 4 partitions, {n} messages, same topic, same run, 3 rounds)\n");
-    println!("| round | bare rdkafka consumer msg/s | pipeline events/s (decode, zones, windows, re-solve, commits) | pipeline / bare | windows | CPU, bare | CPU, pipeline |\n|---|---|---|---|---|---|---|");
-    for (i, (bare, pipe, w, bare_cpu, pipe_cpu)) in rows.iter().enumerate() {
+    println!("| round | bare rdkafka consumer msg/s | pipeline's source alone msg/s | pipeline events/s (decode, zones, windows, re-solve, commits) | source / bare | pipeline / bare | windows | CPU, bare | CPU, pipeline |\n|---|---|---|---|---|---|---|---|---|");
+    for (i, (bare, source, pipe, w, bare_cpu, pipe_cpu)) in rows.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0}% | {w} | {bare_cpu} | {pipe_cpu} |",
+            "| {} | {bare:.0} | {source:.0} | {pipe:.0} | {:.0}% | {:.0}% | {w} | {bare_cpu} | {pipe_cpu} |",
             i + 1,
-            bare,
-            pipe,
+            100.0 * source / bare,
             100.0 * pipe / bare
         );
     }
