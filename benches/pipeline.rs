@@ -271,7 +271,7 @@ async fn broker() {
             &topics.telemetry,
         )
         .unwrap();
-        let started = Arc::new(Mutex::new(None));
+        let started: Arc<Mutex<Option<Started>>> = Arc::new(Mutex::new(None));
         let source = Limited {
             inner: source,
             left: n,
@@ -317,9 +317,11 @@ async fn broker() {
 struct Limited<S> {
     inner: S,
     left: usize,
-    /// When the first batch came, and the CPU used by then.
-    started: Arc<Mutex<Option<(Instant, Option<Cpu>)>>>,
+    started: Arc<Mutex<Option<Started>>>,
 }
+
+/// When a [`Limited`] source's first batch came, and the CPU used by then.
+type Started = (Instant, Option<Cpu>);
 
 impl<S: Source> Source for Limited<S> {
     fn next_batch(&mut self, max: usize) -> BoxFuture<'_, Result<Option<Vec<Message>>, String>> {
