@@ -118,8 +118,9 @@ pub struct WindowOperator {
     ctx: SessionContext,
     partial_sql: String,
     /// `partial_sql`'s physical plan, made once: planning costs ~3 ms, more
-    /// than executing it on a batch of 8192 events. Every execution reads
-    /// the table `events` from `current`.
+    /// than executing it on a batch of 8,192 events. Every execution reads
+    /// the table `events` from `current`. (`None` until the first batch, or
+    /// if DataFusion ever plans a stateful operator: then planned per batch.)
     partial_plan: Option<Arc<dyn ExecutionPlan>>,
     current: Arc<CurrentBatch>,
     /// The micro-batch being collected.
