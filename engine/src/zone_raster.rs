@@ -90,13 +90,7 @@ impl ZoneRaster {
         let grid = Grid::plan(centres, max_km);
         ZoneRaster {
             index: PointIndex::new(centres),
-            centres: centres
-                .iter()
-                .map(|p| {
-                    let lat = p.lat.to_radians();
-                    [lat, p.lon.to_radians(), lat.cos()]
-                })
-                .collect(),
+            centres: centres.iter().map(|&p| query(p)).collect(),
             max_km,
             grid,
         }
@@ -218,7 +212,7 @@ impl ZoneRaster {
     }
 }
 
-/// A query point in the form the distance needs (radians, cosine).
+/// A point in the form the distance needs (radians, cosine of latitude).
 #[inline]
 fn query(p: LatLon) -> [f64; 3] {
     let lat = p.lat.to_radians();
