@@ -85,8 +85,6 @@ fn generate(
     (0..n).map(|_| g.next_event()).collect()
 }
 
-/// Events/s of `f` over `rounds` runs: (median, best). This machine's speed
-/// varies between runs, so both are reported.
 /// CPU seconds so far: this process (user + system) and the whole machine
 /// (busy, all cores), from /proc (Linux; `None` elsewhere). Clock ticks of
 /// 10 ms: good to a few percent over phases of half a second and more.
@@ -132,6 +130,8 @@ fn cpu_use(from: Option<Cpu>, to: Option<Cpu>, messages: usize, seconds: f64) ->
     }
 }
 
+/// Events/s of `f` over `rounds` runs: (median, best). This machine's speed
+/// varies between runs, so both are reported.
 fn rates(rounds: usize, n: usize, mut f: impl FnMut()) -> (f64, f64) {
     let mut r: Vec<f64> = (0..rounds)
         .map(|_| {

@@ -101,9 +101,10 @@ impl ZoneRaster {
     #[inline]
     pub fn nearest(&self, lat: f64, lon: f64) -> Option<usize> {
         let p = LatLon { lat, lon };
-        if !p.is_valid() || self.max_km.is_nan() || self.max_km < 0.0 {
+        if !p.is_valid() {
             return None;
         }
+        // No grid also for an invalid `max_km`: the index answers `None`.
         let Some(g) = &self.grid else {
             return self.index.nearest(p, self.max_km).map(|(i, _)| i);
         };

@@ -47,17 +47,14 @@ struct Fleet {
 /// A run of consecutive messages of one partition awaiting commit: dead
 /// letters are done once written, a fleet's events once no open window of
 /// that fleet contains them. A run of events holds one fleet's events of
-/// one slide bucket: window boundaries fall on slide boundaries, so they
-/// stop being needed at the same moment and committing a run whole is
-/// exactly as far as committing message by message.
+/// one slide bucket (named by its start): window boundaries fall on slide
+/// boundaries, so every event of the bucket stops being needed when its
+/// start does, and committing a run whole is exactly as far as committing
+/// message by message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Pending {
     Done,
-    Events {
-        fleet: usize,
-        bucket: i64,
-        ts_ms: i64,
-    },
+    Events { fleet: usize, bucket_ms: i64 },
 }
 
 /// Longest run of messages kept as one pending entry.
@@ -76,31 +73,17 @@ struct PartitionState {
 
 impl PartitionState {
     /// Adds the message at `offset`, extending the last run when it
-    /// directly follows it with the same kind of pending work.
+    /// directly follows it with the same pending work (dead letters, or the
+    /// same fleet and slide bucket).
     fn note(&mut self, offset: i64, item: Pending) {
-        if let Some((first, last, run)) = self.pending.back_mut() {
-            if *last + 1 == offset && offset - *first < MAX_RUN {
-                match (run, item) {
-                    (Pending::Done, Pending::Done) => {
-                        *last = offset;
-                        return;
-                    }
-                    (
-                        Pending::Events { fleet, bucket, .. },
-                        Pending::Events {
-                            fleet: f,
-                            bucket: b,
-                            ..
-                        },
-                    ) if *fleet == f && *bucket == b => {
-                        *last = offset;
-                        return;
-                    }
-                    _ => {}
-                }
+        match self.pending.back_mut() {
+            Some((first, last, run))
+                if *run == item && *last + 1 == offset && offset - *first < MAX_RUN =>
+            {
+                *last = offset
             }
+            _ => self.pending.push_back((offset, offset, item)),
         }
-        self.pending.push_back((offset, offset, item));
     }
 }
 
@@ -234,8 +217,8 @@ impl Pipeline {
                             p.offset,
                             Pending::Events {
                                 fleet: f,
-                                bucket: event.ts_ms.div_euclid(self.window.slide_ms),
-                                ts_ms: event.ts_ms,
+                                bucket_ms: event.ts_ms
+                                    - event.ts_ms.rem_euclid(self.window.slide_ms),
                             },
                         );
                     }
@@ -344,8 +327,8 @@ impl Pipeline {
             while let Some(&(_, end, pending)) = state.pending.front() {
                 let done = match pending {
                     Pending::Done => true,
-                    Pending::Events { fleet, ts_ms, .. } => {
-                        self.fleets[fleet].window.is_late(ts_ms)
+                    Pending::Events { fleet, bucket_ms } => {
+                        self.fleets[fleet].window.is_late(bucket_ms)
                     }
                 };
                 if !done {
