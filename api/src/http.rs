@@ -18,6 +18,8 @@ use tower_http::compression::Predicate;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::access::Security;
+use crate::auth::Caller;
 use crate::cache::{
     metrics_key, recommendations_key, results_key, run_key, runs_list_key, runs_scope, Cache,
     METRICS_SCOPE,
@@ -28,7 +30,7 @@ use crate::solve::{self, RunSpec};
 use crate::store::{
     now_ms, MetricBucket, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
 };
-use crate::telemetry;
+use crate::{access, admin, telemetry};
 use fleet_engine::time::{parse_duration_ms, parse_rfc3339};
 
 /// Base path of every resource.
@@ -74,6 +76,8 @@ pub struct AppState {
     /// Health of dependencies this crate does not talk to itself (the
     /// binary adds Kafka's): name -> check answering `ok` or `down`.
     pub checks: Vec<(&'static str, DependencyCheck)>,
+    /// Authentication, rate limits and the fleet-owner cache ([`crate::access`]).
+    pub security: Arc<Security>,
 }
 
 /// A health check of one dependency: answers `ok` or `down`.
@@ -94,7 +98,15 @@ impl AppState {
             request_timeout: REQUEST_TIMEOUT,
             streaming: false,
             checks: Vec::new(),
+            security: Arc::new(Security::default()),
         }
+    }
+
+    /// Uses `security` (JWT settings, rate limit) instead of the default
+    /// (API keys only, [`crate::rate_limit::DEFAULT_PER_SECOND`]).
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = Arc::new(security);
+        self
     }
 
     /// Adds a dependency to `/health` (replacing its `embedded` entry).
@@ -124,7 +136,7 @@ impl AppState {
 /// The RFC 7807 document every error answers with (for the OpenAPI document).
 #[derive(Debug, serde::Serialize, ToSchema)]
 #[allow(dead_code)] // only described, built with `json!` in `problem`
-struct ProblemDoc {
+pub(crate) struct ProblemDoc {
     #[serde(rename = "type")]
     kind: String,
     title: String,
@@ -142,6 +154,8 @@ struct ProblemDoc {
     ),
     components(schemas(
         ProblemDoc,
+        crate::api_keys::ApiKey,
+        crate::audit::AuditEntry,
         Run,
         RunStatus,
         RunMode,
@@ -171,6 +185,9 @@ pub fn router(state: AppState) -> Router {
             update_rebalancing,
             delete_rebalancing
         ))
+        .routes(routes!(admin::list_keys, admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::list_audit))
         .split_for_parts();
     let document = Arc::new(openapi);
     api_routes
@@ -186,6 +203,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             time_limit,
+        ))
+        // Every route passes access control (one place: `crate::access`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authorize,
         ))
         .route_layer(axum::middleware::from_fn(telemetry::observe))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -208,7 +230,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// An RFC 7807 problem document.
-fn problem(status: StatusCode, detail: impl Into<String>, field: Option<&str>) -> Response {
+pub(crate) fn problem(status: StatusCode, detail: impl Into<String>, field: Option<&str>) -> Response {
     let mut body = json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),
@@ -226,7 +248,7 @@ fn problem(status: StatusCode, detail: impl Into<String>, field: Option<&str>) -
         .into_response()
 }
 
-fn store_error(e: StoreError) -> Response {
+pub(crate) fn store_error(e: StoreError) -> Response {
     match e {
         StoreError::NotFound => problem(StatusCode::NOT_FOUND, "no such resource", None),
         StoreError::Conflict { .. } => problem(StatusCode::CONFLICT, e.to_string(), Some("status")),
@@ -235,7 +257,7 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-fn bad_json(e: JsonRejection) -> Response {
+pub(crate) fn bad_json(e: JsonRejection) -> Response {
     let status = match e {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -349,6 +371,7 @@ fn one_shot() -> RunMode {
               (status = 422, description = "Semantically invalid (field named)", body = ProblemDoc)))]
 async fn create_run(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<CreateRun>, JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -363,6 +386,9 @@ async fn create_run(
                 Some(field),
             );
         }
+    }
+    if let Err(response) = caller.admit(&body.fleet_id, "fleet_id") {
+        return response;
     }
     if body.mode == RunMode::Continuous {
         return create_continuous_run(&state, body).await;
@@ -587,7 +613,7 @@ fn page_response<T: serde::Serialize>(page: Result<crate::store::Page<T>, StoreE
 
 /// The page size asked for (default 50), or the problem to answer with.
 #[allow(clippy::result_large_err)] // the error is the response itself, returned at once
-fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
     match limit.unwrap_or(50) {
         limit @ 1..=MAX_LIMIT => Ok(limit),
         _ => Err(problem(
@@ -611,10 +637,15 @@ struct ListQuery {
     responses((status = 200, description = "`{items: [Run], next_cursor}`"), (status = 400, body = ProblemDoc)))]
 async fn list_runs(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let (q, limit, status) = match list_params(query, RunStatus::parse, "run") {
+    let (mut q, limit, status) = match list_params(query, RunStatus::parse, "run") {
         Ok(params) => params,
+        Err(response) => return response,
+    };
+    q.fleet_id = match caller.list_fleet(q.fleet_id) {
+        Ok(fleet) => fleet,
         Err(response) => return response,
     };
     // Pages are cached under the generation of their fleet's (or all
@@ -979,6 +1010,7 @@ struct CreateRebalancing {
               (status = 409, description = "A recommendation is taken or unknown", body = ProblemDoc), (status = 422, body = ProblemDoc)))]
 async fn create_rebalancing(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<CreateRebalancing>, JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -991,6 +1023,9 @@ async fn create_rebalancing(
             "must not be empty",
             Some("fleet_id"),
         );
+    }
+    if let Err(response) = caller.admit(&body.fleet_id, "fleet_id") {
+        return response;
     }
     match (body.recommendation_ids.is_empty(), body.moves.is_empty()) {
         (true, true) | (false, false) => {
@@ -1068,10 +1103,15 @@ async fn get_rebalancing(State(state): State<AppState>, Path(id): Path<String>) 
     responses((status = 200, description = "`{items: [Rebalancing], next_cursor}`"), (status = 400, body = ProblemDoc)))]
 async fn list_rebalancing(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let (q, limit, status) = match list_params(query, RebalancingStatus::parse, "rebalancing") {
+    let (mut q, limit, status) = match list_params(query, RebalancingStatus::parse, "rebalancing") {
         Ok(params) => params,
+        Err(response) => return response,
+    };
+    q.fleet_id = match caller.list_fleet(q.fleet_id) {
+        Ok(fleet) => fleet,
         Err(response) => return response,
     };
     let page = state
@@ -1192,6 +1232,7 @@ fn check_point(k: usize, p: PointIn) -> Result<MetricPoint, Response> {
     responses((status = 201, description = "`{accepted: n}`"), (status = 400, body = ProblemDoc), (status = 422, body = ProblemDoc)))]
 async fn ingest_metrics(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<PointsIn>, JsonRejection>,
 ) -> Response {
     let points = match body {
@@ -1201,10 +1242,27 @@ async fn ingest_metrics(
     };
     let mut checked = Vec::with_capacity(points.len());
     for (k, p) in points.into_iter().enumerate() {
-        match check_point(k, p) {
-            Ok(point) => checked.push(point),
+        let point = match check_point(k, p) {
+            Ok(point) => point,
             Err(response) => return response,
+        };
+        let field = format!("[{k}].fleet_id");
+        let admitted = match &point.fleet_id {
+            Some(fleet) => caller.admit(fleet, &field),
+            // A service-wide point (no fleet) is for callers of all fleets.
+            None => caller.list_fleet(None).and_then(|fleet| match fleet {
+                None => Ok(()),
+                Some(_) => Err(problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this credential is limited to fleets: give each point a fleet_id",
+                    Some(&field),
+                )),
+            }),
+        };
+        if let Err(response) = admitted {
+            return response;
         }
+        checked.push(point);
     }
     if let Err(e) = state.store.insert_metrics(&checked).await {
         return store_error(e);
@@ -1231,7 +1289,7 @@ struct MetricsQuery {
 
 /// A time bound as given in a query: epoch milliseconds or RFC 3339.
 #[allow(clippy::result_large_err)] // the error is the response itself, returned at once
-fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response> {
+pub(crate) fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response> {
     match value {
         None => Ok(None),
         Some(s) => s
@@ -1253,11 +1311,16 @@ fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response>
     responses((status = 200, description = "`{points: [MetricPoint]}` or, with `bucket`, `{bucket_ms, buckets: [MetricBucket]}`"), (status = 400, body = ProblemDoc)))]
 async fn query_metrics(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<MetricsQuery>, QueryRejection>,
 ) -> Response {
-    let Query(q) = match query {
+    let Query(mut q) = match query {
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text(), None),
+    };
+    q.fleet_id = match caller.list_fleet(q.fleet_id) {
+        Ok(fleet) => fleet,
+        Err(response) => return response,
     };
     let (from, to) = match (
         time_bound("from", q.from.as_deref()),
@@ -1316,20 +1379,32 @@ async fn query_metrics(
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves (e.g.
-/// [`shutdown_signal`]), then finishes the requests in flight.
+/// [`shutdown_signal`]), then finishes the requests in flight. With `tls`,
+/// only HTTPS is served.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<Arc<crate::tls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    // No Nagle delay: a response is written whole and should leave at once.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    match tls {
+        Some(config) => {
+            axum::serve(crate::tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            // No Nagle delay: a response is written whole and should leave at once.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -233,7 +233,8 @@ impl Store {
         sqlx::migrate!("../migrations")
             .run(&self.pool)
             .await
-            .map_err(StoreError::Migration)
+            .map_err(StoreError::Migration)?;
+        self.make_audit_log_append_only().await
     }
 
     /// Whether the database answers.
@@ -835,7 +836,7 @@ impl Store {
 
 /// Cuts `items` (fetched with one extra row) to `limit` and makes the
 /// cursor of the next page from the last row's `(created_at, id)`.
-fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
+pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
     let next_cursor = (items.len() > limit).then(|| {
         items.truncate(limit);
         let (time, id) = key(&items[limit - 1]);
@@ -885,7 +886,7 @@ fn read_run(row: &AnyRow) -> Result<Run, StoreError> {
 }
 
 /// `created_at.id` of the last row of the previous page.
-fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+pub(crate) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (time, id) = cursor.split_once('.')?;
     Some((time.parse().ok()?, id.to_owned()))
 }

@@ -1,5 +1,6 @@
 //! The real service on a random port, against a real SQLite file and the
-//! real PostgreSQL server: every endpoint, the run lifecycle and bad input.
+//! real PostgreSQL server: every endpoint, the run lifecycle and bad input
+//! (as an admin of all fleets; access control is tested in `access.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +12,11 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 mod common;
-use common::stores;
+use common::{admin_client, install_admin_key, stores};
 
 /// Starts the service on 127.0.0.1:<random>; returns its base URL.
 async fn spawn(state: AppState) -> String {
+    install_admin_key(&state.store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
@@ -84,7 +86,7 @@ async fn wait_final(client: &Client, url: &str) -> Value {
 async fn a_run_executes_and_its_results_and_recommendations_are_served() {
     for store in stores().await {
         let base = spawn(AppState::new(store, 2)).await;
-        let client = Client::new();
+        let client = admin_client();
         let health: Value = get_json(&client, &format!("{base}/health")).await;
         assert_eq!(health["dependencies"]["database"], "ok");
 
@@ -161,7 +163,7 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
         };
         let workers = state.workers.clone();
         let base = spawn(state).await;
-        let client = Client::new();
+        let client = admin_client();
         let fleet = format!("fleet-{}", new_id());
         let (_, url) = post_run(&client, &base, &fleet, "waits").await;
         // A pending run can be edited: name and spec; the problem is validated.
@@ -244,7 +246,7 @@ async fn pending_runs_can_be_cancelled_and_then_never_run() {
 async fn bad_input_is_a_problem_document_naming_the_field_and_stores_nothing() {
     for store in stores().await {
         let base = spawn(AppState::new(store, 1)).await;
-        let client = Client::new();
+        let client = admin_client();
         let fleet = format!("fleet-{}", new_id());
         let runs = format!("{base}{BASE}/runs");
         let post = |body: String| {
@@ -362,7 +364,7 @@ async fn bad_input_is_a_problem_document_naming_the_field_and_stores_nothing() {
 async fn rebalancing_from_recommendations_accepts_them_once() {
     for store in stores().await {
         let base = spawn(AppState::new(store, 2)).await;
-        let client = Client::new();
+        let client = admin_client();
         let fleet = format!("fleet-{}", new_id());
         let (run_id, run_url) = post_run(&client, &base, &fleet, "for ops").await;
         assert_eq!(wait_final(&client, &run_url).await["status"], "succeeded");
@@ -566,7 +568,7 @@ async fn rebalancing_from_recommendations_accepts_them_once() {
 async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
     for store in stores().await {
         let base = spawn(AppState::new(store, 1)).await;
-        let client = Client::new();
+        let client = admin_client();
         let fleet = format!("fleet-{}", new_id());
         let metrics = format!("{base}{BASE}/metrics");
         let name = format!("m_{}", new_id());
@@ -693,7 +695,7 @@ async fn metrics_are_ingested_queried_and_bucketed_and_runs_record_their_own() {
 async fn responses_carry_request_ids_and_prometheus_counts_routes() {
     let store = stores().await.remove(0);
     let base = spawn(AppState::new(store, 1)).await;
-    let client = Client::new();
+    let client = admin_client();
     // A caller's request id is echoed; without one the service makes one.
     let resp = client
         .get(format!("{base}/health"))
@@ -762,7 +764,7 @@ async fn cached_run_lists_go_stale_on_every_run_write() {
     for store in stores().await {
         let cache = Cache::redis(&addr).await.unwrap();
         let base = spawn(AppState::new(store.clone(), 1).with_cache(cache)).await;
-        let client = Client::new();
+        let client = admin_client();
         let fleet = format!("fleet-{}", new_id());
         let list = format!("{base}{BASE}/runs?fleet_id={fleet}");
         let statuses = |page: &Value| -> Vec<(String, String)> {
@@ -839,7 +841,7 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
     for store in stores().await {
         let cache = Cache::redis(&addr).await.unwrap();
         let base = spawn(AppState::new(store.clone(), 1).with_cache(cache)).await;
-        let client = Client::new();
+        let client = admin_client();
         let health: Value = get_json(&client, &format!("{base}/health")).await;
         assert_eq!(health["dependencies"]["redis"], "ok");
 
@@ -932,7 +934,7 @@ async fn redis_caches_hot_reads_and_writes_invalidate_them() {
 async fn openapi_document_lists_every_route() {
     let store = stores().await.remove(0);
     let base = spawn(AppState::new(store, 1)).await;
-    let doc: Value = Client::new()
+    let doc: Value = admin_client()
         .get(format!("{base}/api/v1/openapi.json"))
         .send()
         .await
@@ -954,6 +956,9 @@ async fn openapi_document_lists_every_route() {
         ("/rebalancing", &["get", "post"]),
         ("/rebalancing/{id}", &["get", "put", "delete"]),
         ("/metrics", &["get", "post"]),
+        ("/keys", &["get", "post"]),
+        ("/keys/{id}", &["delete"]),
+        ("/audit", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     for (path, methods) in expected {
@@ -997,7 +1002,7 @@ async fn openapi_document_lists_every_route() {
 async fn run_settings_steer_the_solve_and_what_if_results_store_nothing() {
     for store in stores().await {
         let base = spawn(AppState::new(store, 2)).await;
-        let client = Client::new();
+        let client = admin_client();
         let fleet = format!("fleet-{}", new_id());
         let (_, free_url) = post_run(&client, &base, &fleet, "free").await;
         assert_eq!(wait_final(&client, &free_url).await["status"], "succeeded");
@@ -1158,7 +1163,7 @@ async fn slow_requests_are_cut_off_with_503() {
     let roomy = spawn(AppState::new(store.clone(), 2)).await;
     let state = AppState::new(store, 2).with_request_timeout(Duration::from_millis(50));
     let base = spawn(state).await;
-    let client = Client::new();
+    let client = admin_client();
     let created: Value = client
         .post(format!("{roomy}{BASE}/runs"))
         .json(&json!({"fleet_id": "f", "name": "big", "problem": big_city(24)}))
@@ -1187,7 +1192,7 @@ async fn slow_requests_are_cut_off_with_503() {
 async fn responses_are_compressed_when_the_client_accepts_gzip() {
     let store = stores().await.remove(0);
     let base = spawn(AppState::new(store, 1)).await;
-    let client = Client::new();
+    let client = admin_client();
     let url = format!("{base}/api/v1/openapi.json");
     let plain = client.get(&url).send().await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());

@@ -9,7 +9,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use fleet_api::access::Security;
+use fleet_api::api_keys::{bootstrap, Bootstrap};
+use fleet_api::auth::JwtVerifier;
 use fleet_api::cache::Cache;
+use fleet_api::rate_limit::{RateLimiter, DEFAULT_BURST, DEFAULT_PER_SECOND};
 use fleet_api::http::{serve, shutdown_signal, AppState};
 use fleet_api::store::Store;
 
@@ -72,6 +76,58 @@ async fn open_store(migrate: bool) -> Result<Store, Failure> {
     Ok(store)
 }
 
+/// A set, non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `JWT_SECRET` (HS256) or `JWT_PUBLIC_KEY_FILE` (RS256), at most one.
+fn jwt_from_env() -> Result<Option<JwtVerifier>, Failure> {
+    match (env("JWT_SECRET"), env("JWT_PUBLIC_KEY_FILE")) {
+        (Some(_), Some(_)) => Err(Failure::Usage(
+            "set JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256), not both".into(),
+        )),
+        (Some(secret), None) => JwtVerifier::hs256(secret.as_bytes())
+            .map(Some)
+            .map_err(Failure::Usage),
+        (None, Some(file)) => {
+            let pem = std::fs::read(&file).map_err(|e| {
+                Failure::Usage(format!("cannot read JWT_PUBLIC_KEY_FILE {file}: {e}"))
+            })?;
+            JwtVerifier::rs256(&pem).map(Some).map_err(Failure::Usage)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` per credential.
+fn rate_limiter_from_env() -> Result<RateLimiter, Failure> {
+    let number = |name: &str, default: f64| match env(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n > 0.0)
+            .ok_or_else(|| Failure::Usage(format!("{name}={v:?} must be a positive number"))),
+    };
+    let per_second = number("RATE_LIMIT_PER_SECOND", DEFAULT_PER_SECOND)?;
+    let burst = number("RATE_LIMIT_BURST", DEFAULT_BURST.max(per_second))?;
+    Ok(RateLimiter::new(per_second, burst))
+}
+
+/// `TLS_CERT_FILE` and `TLS_KEY_FILE`: both or neither.
+fn tls_from_env() -> Result<Option<std::sync::Arc<fleet_api::tls::ServerConfig>>, Failure> {
+    match (env("TLS_CERT_FILE"), env("TLS_KEY_FILE")) {
+        (Some(cert), Some(key)) => fleet_api::tls::server_config(cert.as_ref(), key.as_ref())
+            .map(Some)
+            .map_err(Failure::Usage),
+        (None, None) => Ok(None),
+        _ => Err(Failure::Usage(
+            "set both TLS_CERT_FILE and TLS_KEY_FILE (or neither, for plain HTTP)".into(),
+        )),
+    }
+}
+
 pub fn run_migrate(_: &MigrateArgs) -> Result<(), Failure> {
     runtime()?.block_on(async {
         open_store(true).await?;
@@ -94,8 +150,25 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let jwt = jwt_from_env()?;
+    let limiter = rate_limiter_from_env()?;
+    let tls = tls_from_env()?;
     runtime()?.block_on(async {
         let store = open_store(auto_migrate).await?;
+        let embedded = env("DATABASE_URL").is_none();
+        let admin_key = env("ADMIN_API_KEY");
+        match bootstrap(&store, admin_key.as_deref(), jwt.is_some(), embedded)
+            .await
+            .map_err(Failure::Usage)?
+        {
+            Bootstrap::Configured => {}
+            // Shown once, on stdout, never in the (JSON, stderr) log.
+            Bootstrap::Generated(key) => println!(
+                "No credentials were configured, so an admin API key was created.\n\
+                 It is stored only as a hash and is shown this once; send it as `X-API-Key`:\n\
+                 {key}"
+            ),
+        }
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
             .await
             .map_err(|e| {
@@ -106,7 +179,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
         fleet_api::telemetry::log(
             fleet_api::telemetry::Level::Info,
             "listening",
-            serde_json::json!({"port": port, "database": format!("{:?}", store.backend()), "workers": workers}),
+            serde_json::json!({"port": port, "tls": tls.is_some(), "database": format!("{:?}", store.backend()), "workers": workers}),
         );
         let cache = match std::env::var("REDIS_ADDR") {
             Ok(addr) if !addr.is_empty() => Cache::redis(&addr).await.map_err(Failure::Other)?,
@@ -121,7 +194,8 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
         };
         let mut state = AppState::new(store.clone(), workers)
             .with_cache(cache.clone())
-            .with_streaming(stream.is_some());
+            .with_streaming(stream.is_some())
+            .with_security(Security::new(jwt, limiter));
         if let Some(crate::stream::Telemetry::Kafka { brokers }) = stream.as_ref().map(|s| &s.telemetry) {
             let brokers = brokers.clone();
             state = state.with_check(
@@ -157,7 +231,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                 }
             })
         });
-        serve(listener, state, stopped(stop_rx))
+        serve(listener, state, tls, stopped(stop_rx))
             .await
             .map_err(|e| Failure::Other(format!("server failed: {e}")))?;
         if let Some(task) = pipeline {

@@ -26,3 +26,25 @@ pub async fn stores() -> Vec<Store> {
     }
     stores
 }
+
+/// The admin key the tests install ([`Store::install_bootstrap_key`], as
+/// `ADMIN_API_KEY` does in the service).
+#[allow(dead_code)] // not every test file calls the API
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+/// Installs [`ADMIN_KEY`] in `store`.
+#[allow(dead_code)]
+pub async fn install_admin_key(store: &Store) {
+    store.install_bootstrap_key(ADMIN_KEY).await.unwrap();
+}
+
+/// An HTTP client that sends [`ADMIN_KEY`] with every request.
+#[allow(dead_code)]
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", ADMIN_KEY.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
