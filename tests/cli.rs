@@ -533,7 +533,8 @@ fn nyc_problem_from_real_data_solves_with_a_pareto_front() {
 }
 
 /// `serve` with nothing configured: SQLite under DATA_DIR, migrated at
-/// start, answering on PORT; SIGTERM stops it cleanly.
+/// start, answering on PORT, with an admin API key generated and printed
+/// once (never logged); SIGTERM stops it cleanly.
 #[test]
 fn serve_runs_embedded_and_stops_on_sigterm() {
     use std::io::{Read, Write};
@@ -541,56 +542,102 @@ fn serve_runs_embedded_and_stops_on_sigterm() {
     use std::time::{Duration, Instant};
 
     let dir = std::env::temp_dir().join(format!("fleet-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
-        .args(["serve", "--port", &port.to_string()])
-        .env_remove("DATABASE_URL")
-        .env("DATA_DIR", &dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let get = |path: &str| -> Option<String> {
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
+            .args(["serve", "--port", &port.to_string()])
+            .env_remove("DATABASE_URL")
+            .env_remove("ADMIN_API_KEY")
+            .env_remove("JWT_SECRET")
+            .env_remove("JWT_PUBLIC_KEY_FILE")
+            .env("DATA_DIR", &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let get = |path: &str, key: Option<&str>| -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let key = key.map_or(String::new(), |k| format!("X-API-Key: {k}\r\n"));
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{key}Connection: close\r\n\r\n"
         )
         .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out)
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let health = loop {
-        if let Some(answer) = get("/health") {
-            break answer;
+    let wait_healthy = || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(answer) = get("/health", None) {
+                break answer;
+            }
+            assert!(Instant::now() < deadline, "serve never answered");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < deadline, "serve never answered");
-        std::thread::sleep(Duration::from_millis(50));
     };
+    let stop = |mut child: std::process::Child| -> (String, String) {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let (mut out, mut err) = (String::new(), String::new());
+        if let Some(mut stdout) = child.stdout.take() {
+            stdout.read_to_string(&mut out).unwrap();
+        }
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "exit {status:?}: {err}");
+        (out, err)
+    };
+
+    // First start with no credentials configured: an admin key is made and
+    // printed once on stdout (read before the health check: it comes first).
+    let mut child = start();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let key = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0,
+            "serve printed no admin key"
+        );
+        if let Some(key) = line.trim().strip_prefix("fo_") {
+            break format!("fo_{key}");
+        }
+    };
+    let health = wait_healthy();
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains("\"database\":\"ok\""), "{health}");
     assert!(dir.join("fleet-optimization.db").exists());
-    let list = get("/api/v1/fleet-optimization/runs").unwrap();
+    let refused = get("/api/v1/fleet-optimization/runs", None).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let list = get("/api/v1/fleet-optimization/runs", Some(&key)).unwrap();
     assert!(
         list.starts_with("HTTP/1.1 200") && list.contains("\"items\":[]"),
         "{list}"
     );
+    // SIGTERM: graceful shutdown, exit code 0. The key is in no log line.
+    drop(stdout);
+    let (_, stderr) = stop(child);
+    assert!(!stderr.contains(&key[3..]), "the key was logged");
 
-    // SIGTERM: graceful shutdown, exit code 0.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit {status:?}");
+    // A restart keeps the stored key and prints none.
+    let child = start();
+    assert!(wait_healthy().starts_with("HTTP/1.1 200"));
+    let list = get("/api/v1/fleet-optimization/runs", Some(&key)).unwrap();
+    assert!(list.starts_with("HTTP/1.1 200"), "{list}");
+    let (out, err) = stop(child);
+    assert!(!out.contains("fo_"), "a second key was printed: {out}");
+    assert!(!err.contains(&key[3..]), "the key was logged");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -17,6 +17,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The admin key the service is started with (`ADMIN_API_KEY`).
+const KEY: &str = "service-test-admin-key-0123456789";
+
 fn start(data_dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
         .args(["serve", "--port", &port.to_string()])
@@ -25,6 +28,7 @@ fn start(data_dir: &std::path::Path, port: u16) -> Child {
         .env("REPLAY_SPEEDUP", "20000")
         .env("WINDOW_SECONDS", "3600")
         .env("LOG_LEVEL", "warn")
+        .env("ADMIN_API_KEY", KEY)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_ADDR")
         .env_remove("KAFKA_BROKERS")
@@ -36,7 +40,8 @@ fn start(data_dir: &std::path::Path, port: u16) -> Child {
 
 fn get(port: u16, path: &str) -> Option<Value> {
     let out = Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{port}{path}")])
+        .args(["-sf", "-H", &format!("x-api-key: {KEY}")])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .ok()?;
     out.status
@@ -54,6 +59,8 @@ fn post(port: u16, path: &str, body: &str) -> (u16, Value) {
             "\n%{http_code}",
             "-H",
             "content-type: application/json",
+            "-H",
+            &format!("x-api-key: {KEY}"),
             "-d",
             body,
         ])
