@@ -273,10 +273,10 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
     let response = match admit(&state, rule, id.as_deref(), &mut parts, &mut audit).await {
         Err(response) => response,
         Ok(caller) => {
-            let admitted = caller.admitted_fleet.clone();
+            let named = caller.named_fleet.clone();
             parts.extensions.insert(caller);
             let response = next.run(Request::from_parts(parts, body)).await;
-            if let Some(fleet) = admitted.lock().expect("admitted fleet").take() {
+            if let Some(fleet) = named.lock().expect("named fleet").take() {
                 audit.fleet_id = Some(fleet);
             }
             response
@@ -346,6 +346,18 @@ async fn admit(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         return Err(response);
     }
+    // The path's resource, looked up before the permission check so that a
+    // refused change is audited under the fleet it targeted.
+    let owner = if matches!(rule.fleet, FleetOf::Run | FleetOf::Rebalancing) {
+        let owner = security
+            .owner(&state.store, rule.fleet, id.unwrap_or_default())
+            .await
+            .map_err(|e| problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None))?;
+        audit.fleet_id.clone_from(&owner);
+        Some(owner)
+    } else {
+        None
+    };
     let permission = rule.permission.expect("only public routes lack a permission");
     if !grants(caller.role, permission) {
         return Err(problem(
@@ -358,21 +370,11 @@ async fn admit(
             None,
         ));
     }
-    if matches!(rule.fleet, FleetOf::Run | FleetOf::Rebalancing) {
-        let id = id.unwrap_or_default();
-        let owner = security
-            .owner(&state.store, rule.fleet, id)
-            .await
-            .map_err(|e| problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None))?;
-        match owner {
-            Some(fleet) if caller.fleets.allows(&fleet) => audit.fleet_id = Some(fleet),
-            Some(fleet) => {
-                // Recorded for the owning fleet's admins; answered as missing.
-                audit.fleet_id = Some(fleet);
-                return Err(not_found());
-            }
-            None => return Err(not_found()),
-        }
+    match owner {
+        // Another fleet's resource is answered exactly like a missing one.
+        Some(Some(fleet)) if !caller.fleets.allows(&fleet) => return Err(not_found()),
+        Some(None) => return Err(not_found()),
+        _ => {}
     }
     Ok(caller)
 }
@@ -390,6 +392,8 @@ impl Caller {
     /// as if the fleet did not exist. `field` names where the fleet came from.
     #[allow(clippy::result_large_err)] // the error is the response itself, returned at once
     pub fn admit(&self, fleet: &str, field: &str) -> Result<(), Response> {
+        // Noted either way: a refused write is audited under its target.
+        *self.named_fleet.lock().expect("named fleet") = Some(fleet.to_owned());
         if !self.fleets.allows(fleet) {
             return Err(problem(
                 StatusCode::NOT_FOUND,
@@ -397,7 +401,6 @@ impl Caller {
                 Some(field),
             ));
         }
-        *self.admitted_fleet.lock().expect("admitted fleet") = Some(fleet.to_owned());
         Ok(())
     }
 

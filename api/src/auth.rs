@@ -110,9 +110,9 @@ pub struct Caller {
     pub role: Role,
     pub fleets: Fleets,
     pub credential: Credential,
-    /// The fleet a handler admitted this request to (see
-    /// [`crate::access::Admit`]), for the audit log.
-    pub(crate) admitted_fleet: Arc<Mutex<Option<String>>>,
+    /// The fleet the request's body or query named (see
+    /// [`Caller::admit`]), for the audit log.
+    pub(crate) named_fleet: Arc<Mutex<Option<String>>>,
 }
 
 impl Caller {
@@ -122,7 +122,7 @@ impl Caller {
             role,
             fleets,
             credential,
-            admitted_fleet: Arc::new(Mutex::new(None)),
+            named_fleet: Arc::new(Mutex::new(None)),
         }
     }
 

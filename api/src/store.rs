@@ -224,6 +224,11 @@ impl Store {
         }
     }
 
+    /// The connection pool, for SQL outside the store (tests, tooling).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
