@@ -29,7 +29,12 @@ bin=target/release/fleet-optimization
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-DATABASE_URL=$DB REDIS_ADDR=$REDIS LOG_LEVEL=error "$bin" serve --pipeline off --port "$PORT" 2>"$work/server.log" &
+# Every API request is authenticated (an API key, looked up by hash and
+# cached for KEY_CACHE_TTL) and rate limited per credential: the limit is
+# raised so the one load credential measures the service, not the limiter.
+KEY="load-test-admin-$(date +%s%N)"
+DATABASE_URL=$DB REDIS_ADDR=$REDIS LOG_LEVEL=error ADMIN_API_KEY=$KEY RATE_LIMIT_PER_SECOND=1000000 \
+    "$bin" serve --pipeline off --port "$PORT" 2>"$work/server.log" &
 server=$!
 base="http://127.0.0.1:$PORT"
 for _ in $(seq 1 100); do curl -fs "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -43,9 +48,9 @@ problem = json.load(open("examples/manhattan.json"))
 problem["pareto_points"] = 0
 print(json.dumps({"fleet_id": sys.argv[1], "name": "load", "problem": problem}))
 EOF
-run=$(curl -fs -H 'content-type: application/json' --data @"$work/run.json" "$api/runs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+run=$(curl -fs -H "x-api-key: $KEY" -H 'content-type: application/json' --data @"$work/run.json" "$api/runs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 for _ in $(seq 1 100); do
-    status=$(curl -fs "$api/runs/$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    status=$(curl -fs -H "x-api-key: $KEY" "$api/runs/$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
     [ "$status" = succeeded ] && break
     sleep 0.1
 done
@@ -54,7 +59,7 @@ done
 per_worker=$(( (RATE + CONNECTIONS - 1) / CONNECTIONS ))
 fixed() {  # name, extra hey args...
     local name=$1; shift
-    hey -z "$DURATION" -c "$CONNECTIONS" -q "$per_worker" "$@" > "$work/hey.txt"
+    hey -z "$DURATION" -c "$CONNECTIONS" -q "$per_worker" -H "X-API-Key: $KEY" "$@" > "$work/hey.txt"
     local rps p50 p99 errors
     rps=$(awk '/Requests\/sec/ {print $2}' "$work/hey.txt")
     p50=$(awk '/ 50% in / {print $3 * 1000}' "$work/hey.txt")
@@ -68,7 +73,7 @@ flat() {
     local name=$1; shift
     max_rps="-"
     if [ "$1" != "-m" ]; then
-        max_rps=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "${@: -1}" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+        max_rps=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -H "X-API-Key: $KEY" "${@: -1}" | awk '/Requests\/sec/ {printf "%.0f", $2}')
     fi
 }
 

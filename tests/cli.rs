@@ -594,7 +594,12 @@ fn serve_runs_embedded_and_stops_on_sigterm() {
         if let Some(mut stdout) = child.stdout.take() {
             stdout.read_to_string(&mut out).unwrap();
         }
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         let status = child.wait().unwrap();
         assert!(status.success(), "exit {status:?}: {err}");
         (out, err)
@@ -620,6 +625,12 @@ fn serve_runs_embedded_and_stops_on_sigterm() {
     assert!(dir.join("fleet-optimization.db").exists());
     let refused = get("/api/v1/fleet-optimization/runs", None).unwrap();
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let wrong = get(
+        "/api/v1/fleet-optimization/runs",
+        Some("fo_wrong-key-marker-5551234"),
+    )
+    .unwrap();
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
     let list = get("/api/v1/fleet-optimization/runs", Some(&key)).unwrap();
     assert!(
         list.starts_with("HTTP/1.1 200") && list.contains("\"items\":[]"),
@@ -628,7 +639,15 @@ fn serve_runs_embedded_and_stops_on_sigterm() {
     // SIGTERM: graceful shutdown, exit code 0. The key is in no log line.
     drop(stdout);
     let (_, stderr) = stop(child);
+    assert!(
+        stderr.contains("\"status\":401"),
+        "requests are logged: {stderr}"
+    );
     assert!(!stderr.contains(&key[3..]), "the key was logged");
+    assert!(
+        !stderr.contains("key-marker-5551234"),
+        "a presented key was logged"
+    );
 
     // A restart keeps the stored key and prints none.
     let child = start();
@@ -680,5 +699,60 @@ fn migrate_applies_the_schema_to_the_embedded_database() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the database"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad security settings stop `serve` at once with exit code 2 and a
+/// message naming the setting, before anything listens.
+#[test]
+fn serve_refuses_bad_security_settings() {
+    let dir = std::env::temp_dir().join(format!("fleet-badsec-{}", std::process::id()));
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (
+            &[("TLS_CERT_FILE", "/nonexistent/cert.pem")],
+            "TLS_KEY_FILE",
+        ),
+        (
+            &[
+                ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
+                ("TLS_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "TLS_CERT_FILE /nonexistent/cert.pem",
+        ),
+        (&[("JWT_SECRET", "short")], "at least 32 bytes"),
+        (
+            &[
+                ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("JWT_PUBLIC_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "not both",
+        ),
+        (
+            &[("RATE_LIMIT_PER_SECOND", "lots")],
+            "RATE_LIMIT_PER_SECOND",
+        ),
+        (&[("ADMIN_API_KEY", "short")], "at least 16 characters"),
+    ];
+    for (env, says) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"));
+        command
+            .args(["serve", "--port", "0", "--pipeline", "off"])
+            .env_remove("DATABASE_URL")
+            .env("DATA_DIR", &dir);
+        for var in [
+            "TLS_CERT_FILE",
+            "TLS_KEY_FILE",
+            "JWT_SECRET",
+            "JWT_PUBLIC_KEY_FILE",
+            "ADMIN_API_KEY",
+            "RATE_LIMIT_PER_SECOND",
+        ] {
+            command.env_remove(var);
+        }
+        let out = command.envs(env.iter().copied()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(says), "{env:?}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -141,13 +141,38 @@ pub const ROUTES: &[RouteRule] = {
         rule("DELETE", api!("/runs/{id}"), RunsDelete, Run),
         rule("GET", api!("/runs/{id}/results"), ResultsRead, Run),
         rule("POST", api!("/runs/{id}/results"), ResultsWrite, Run),
-        rule("GET", api!("/runs/{id}/recommendations"), RecommendationsRead, Run),
-        rule("POST", api!("/runs/{id}/recommendations"), RecommendationsWrite, Run),
+        rule(
+            "GET",
+            api!("/runs/{id}/recommendations"),
+            RecommendationsRead,
+            Run,
+        ),
+        rule(
+            "POST",
+            api!("/runs/{id}/recommendations"),
+            RecommendationsWrite,
+            Run,
+        ),
         rule("GET", api!("/rebalancing"), RebalancingRead, Handler),
         rule("POST", api!("/rebalancing"), RebalancingWrite, Handler),
-        rule("GET", api!("/rebalancing/{id}"), RebalancingRead, Rebalancing),
-        rule("PUT", api!("/rebalancing/{id}"), RebalancingWrite, Rebalancing),
-        rule("DELETE", api!("/rebalancing/{id}"), RebalancingDelete, Rebalancing),
+        rule(
+            "GET",
+            api!("/rebalancing/{id}"),
+            RebalancingRead,
+            Rebalancing,
+        ),
+        rule(
+            "PUT",
+            api!("/rebalancing/{id}"),
+            RebalancingWrite,
+            Rebalancing,
+        ),
+        rule(
+            "DELETE",
+            api!("/rebalancing/{id}"),
+            RebalancingDelete,
+            Rebalancing,
+        ),
         rule("GET", api!("/metrics"), MetricsRead, Handler),
         rule("POST", api!("/metrics"), MetricsWrite, Handler),
         rule("GET", api!("/keys"), KeysManage, Service),
@@ -358,7 +383,9 @@ async fn admit(
     } else {
         None
     };
-    let permission = rule.permission.expect("only public routes lack a permission");
+    let permission = rule
+        .permission
+        .expect("only public routes lack a permission");
     if !grants(caller.role, permission) {
         return Err(problem(
             StatusCode::FORBIDDEN,
@@ -395,11 +422,7 @@ impl Caller {
         // Noted either way: a refused write is audited under its target.
         *self.named_fleet.lock().expect("named fleet") = Some(fleet.to_owned());
         if !self.fleets.allows(fleet) {
-            return Err(problem(
-                StatusCode::NOT_FOUND,
-                "no such fleet",
-                Some(field),
-            ));
+            return Err(problem(StatusCode::NOT_FOUND, "no such fleet", Some(field)));
         }
         Ok(())
     }
@@ -475,7 +498,9 @@ mod tests {
                 );
             }
         }
-        assert!(ROUTES.iter().all(|r| !r.path.starts_with("/api/v1/fleet-optimization")
-            || r.path.starts_with(crate::http::BASE)));
+        assert!(ROUTES
+            .iter()
+            .all(|r| !r.path.starts_with("/api/v1/fleet-optimization")
+                || r.path.starts_with(crate::http::BASE)));
     }
 }

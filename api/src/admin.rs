@@ -179,7 +179,9 @@ pub(crate) async fn list_audit(
         .list_audit(&filter, limit, q.cursor.as_deref())
         .await
     {
-        Ok(page) => Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response(),
+        Ok(page) => {
+            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
+        }
         Err(StoreError::NotFound) => problem(
             StatusCode::BAD_REQUEST,
             "not a cursor this service issued",

@@ -245,7 +245,12 @@ pub async fn bootstrap(
         return Err("no credentials are configured: set ADMIN_API_KEY (then create keys with POST /keys), or JWT_SECRET / JWT_PUBLIC_KEY_FILE".into());
     }
     let (_, secret) = store
-        .create_key("generated at first start", Role::Admin, &Fleets::All, "service")
+        .create_key(
+            "generated at first start",
+            Role::Admin,
+            &Fleets::All,
+            "service",
+        )
         .await
         .map_err(|e| format!("cannot store the generated admin key: {e}"))?;
     Ok(Bootstrap::Generated(secret))

@@ -141,7 +141,6 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-
 /// The JWT settings: HS256 with a shared secret or RS256 with a public key.
 #[derive(Clone)]
 pub struct JwtVerifier {
@@ -193,8 +192,8 @@ impl JwtVerifier {
     /// `nbf` check out and its claims are complete.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
                 AuthError::Invalid(
                     match e.kind() {
                         ErrorKind::ExpiredSignature => "the token has expired; get a new one",
@@ -210,8 +209,7 @@ impl JwtVerifier {
                     }
                     .to_owned(),
                 )
-            },
-        )?;
+            })?;
         let claims = data.claims;
         let role = Role::parse(&claims.role).ok_or_else(|| {
             AuthError::Invalid("the token's `role` must be viewer, operator or admin".into())
@@ -304,9 +302,10 @@ impl Authenticator {
                     .ok()
                     .filter(|k| !k.is_empty())
                     .ok_or_else(|| AuthError::Invalid("X-API-Key is empty".into()))?;
-                let grant = self.key_grant(store, key).await?.ok_or_else(|| {
-                    AuthError::Invalid("unknown or revoked API key".into())
-                })?;
+                let grant = self
+                    .key_grant(store, key)
+                    .await?
+                    .ok_or_else(|| AuthError::Invalid("unknown or revoked API key".into()))?;
                 Ok(Some(Caller::new(
                     format!("key:{}", grant.id),
                     grant.role,

@@ -230,7 +230,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// An RFC 7807 problem document.
-pub(crate) fn problem(status: StatusCode, detail: impl Into<String>, field: Option<&str>) -> Response {
+pub(crate) fn problem(
+    status: StatusCode,
+    detail: impl Into<String>,
+    field: Option<&str>,
+) -> Response {
     let mut body = json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("error"),

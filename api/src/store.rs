@@ -841,7 +841,11 @@ impl Store {
 
 /// Cuts `items` (fetched with one extra row) to `limit` and makes the
 /// cursor of the next page from the last row's `(created_at, id)`.
-pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
+pub(crate) fn page<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> (i64, String),
+) -> Page<T> {
     let next_cursor = (items.len() > limit).then(|| {
         items.truncate(limit);
         let (time, id) = key(&items[limit - 1]);

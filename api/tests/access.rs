@@ -125,7 +125,10 @@ async fn fixture(store: &Store, base: &str, fleet: &str) -> Fixture {
                 .unwrap();
             break recs["items"][0]["id"].as_str().unwrap().to_owned();
         }
-        assert!(run["status"] == "pending" || run["status"] == "running", "{run}");
+        assert!(
+            run["status"] == "pending" || run["status"] == "running",
+            "{run}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let pending_run = store
@@ -186,9 +189,27 @@ const MATRIX: &[(&str, &str, Option<Role>, bool, u16)] = {
         ("PUT", "{BASE}/runs/{id}", Some(Operator), true, 200),
         ("DELETE", "{BASE}/runs/{id}", Some(Admin), true, 204),
         ("GET", "{BASE}/runs/{id}/results", Some(Viewer), true, 200),
-        ("POST", "{BASE}/runs/{id}/results", Some(Operator), true, 200),
-        ("GET", "{BASE}/runs/{id}/recommendations", Some(Viewer), true, 200),
-        ("POST", "{BASE}/runs/{id}/recommendations", Some(Operator), true, 200),
+        (
+            "POST",
+            "{BASE}/runs/{id}/results",
+            Some(Operator),
+            true,
+            200,
+        ),
+        (
+            "GET",
+            "{BASE}/runs/{id}/recommendations",
+            Some(Viewer),
+            true,
+            200,
+        ),
+        (
+            "POST",
+            "{BASE}/runs/{id}/recommendations",
+            Some(Operator),
+            true,
+            200,
+        ),
         ("GET", "{BASE}/rebalancing", Some(Viewer), true, 200),
         ("POST", "{BASE}/rebalancing", Some(Operator), true, 201),
         ("GET", "{BASE}/rebalancing/{id}", Some(Viewer), true, 200),
@@ -292,7 +313,11 @@ async fn service_routes(base: &str) -> Vec<(String, String)> {
                 .map(|m| (m.to_uppercase(), path.clone()))
                 .collect::<Vec<_>>()
         })
-        .chain(ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())))
+        .chain(
+            ROUTES
+                .iter()
+                .map(|r| (r.method.to_owned(), r.path.to_owned())),
+        )
         .collect();
     routes.sort();
     routes.dedup();
@@ -352,8 +377,10 @@ async fn permission_matrix_every_route_role_fleet_and_credential() {
                             &theirs
                         };
                         let (path, body) = request(method, template, fx);
-                        let mut req = client
-                            .request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{base}{path}"));
+                        let mut req = client.request(
+                            Method::from_bytes(method.as_bytes()).unwrap(),
+                            format!("{base}{path}"),
+                        );
                         req = match cred {
                             Cred::Jwt => req.bearer_auth(hs256(&claims(role, scope.clone()))),
                             Cred::Key => req.header("x-api-key", &keys[r]),
@@ -381,7 +408,10 @@ async fn permission_matrix_every_route_role_fleet_and_credential() {
         for (path, status) in [
             (format!("{BASE}/runs/{}", theirs.done_run), "succeeded"),
             (format!("{BASE}/runs/{}", theirs.pending_run), "pending"),
-            (format!("{BASE}/rebalancing/{}", theirs.rebalancing), "planned"),
+            (
+                format!("{BASE}/rebalancing/{}", theirs.rebalancing),
+                "planned",
+            ),
         ] {
             let doc: Value = admin
                 .get(format!("{base}{path}"))
@@ -394,7 +424,10 @@ async fn permission_matrix_every_route_role_fleet_and_credential() {
             assert_eq!(doc["status"], status, "{path}");
         }
         let recs: Value = admin
-            .get(format!("{base}{BASE}/runs/{}/recommendations", theirs.done_run))
+            .get(format!(
+                "{base}{BASE}/runs/{}/recommendations",
+                theirs.done_run
+            ))
             .send()
             .await
             .unwrap()
@@ -406,7 +439,12 @@ async fn permission_matrix_every_route_role_fleet_and_credential() {
             .unwrap()
             .iter()
             .all(|r| r["status"] == "proposed"));
-        assert!(store.get_key(&theirs.key_id).await.unwrap().revoked_at.is_none());
+        assert!(store
+            .get_key(&theirs.key_id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_none());
 
         // Another fleet's run is answered exactly like a run that does not exist.
         let viewer = hs256(&claims(Role::Viewer, scope.clone()));
@@ -525,7 +563,12 @@ async fn bad_tokens_are_refused_hs256() {
             let valid = hs256(&good);
             let parts: Vec<&str> = valid.split('.').collect();
             let admin = with(json!({"role": "admin"}));
-            format!("{}.{}.{}", parts[0], b64(admin.to_string().as_bytes()), parts[2])
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(admin.to_string().as_bytes()),
+                parts[2]
+            )
         }),
         ("malformed: one segment", "abc".into()),
         ("malformed: three junk segments", "a.b.c".into()),
@@ -534,7 +577,12 @@ async fn bad_tokens_are_refused_hs256() {
     for (what, token) in &cases {
         refused(&client, &url, &format!("Bearer {token}"), what).await;
     }
-    for header in ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "bearer-less token"] {
+    for header in [
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "bearer-less token",
+    ] {
         refused(&client, &url, header, header).await;
     }
     // Both credentials at once: refused rather than guessing which counts.
@@ -635,9 +683,15 @@ async fn api_keys_are_created_listed_without_secrets_and_revoked() {
                 .get(format!("{base}{BASE}{path}"))
                 .header("x-api-key", &secret)
         };
-        let ok = with_key(format!("/runs?fleet_id={fleet}")).send().await.unwrap();
+        let ok = with_key(format!("/runs?fleet_id={fleet}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
-        let other = with_key("/runs?fleet_id=elsewhere".into()).send().await.unwrap();
+        let other = with_key("/runs?fleet_id=elsewhere".into())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(other.status(), StatusCode::NOT_FOUND);
         let keys = with_key("/keys".into()).send().await.unwrap();
         assert_eq!(keys.status(), StatusCode::FORBIDDEN);
@@ -657,8 +711,14 @@ async fn api_keys_are_created_listed_without_secrets_and_revoked() {
         // Bad input names the field.
         for (body, field) in [
             (json!({"name": "x", "role": "root", "fleets": "*"}), "role"),
-            (json!({"name": "x", "role": "viewer", "fleets": []}), "fleets"),
-            (json!({"name": " ", "role": "viewer", "fleets": "*"}), "name"),
+            (
+                json!({"name": "x", "role": "viewer", "fleets": []}),
+                "fleets",
+            ),
+            (
+                json!({"name": " ", "role": "viewer", "fleets": "*"}),
+                "name",
+            ),
         ] {
             let resp = admin
                 .post(format!("{base}{BASE}/keys"))
@@ -680,7 +740,10 @@ async fn api_keys_are_created_listed_without_secrets_and_revoked() {
         assert_eq!(revoked.status(), StatusCode::OK);
         let doc: Value = revoked.json().await.unwrap();
         assert!(doc["revoked_at"].is_i64());
-        let after = with_key(format!("/runs?fleet_id={fleet}")).send().await.unwrap();
+        let after = with_key(format!("/runs?fleet_id={fleet}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
         let unknown = Client::new()
             .get(format!("{base}{BASE}/runs"))
@@ -692,7 +755,12 @@ async fn api_keys_are_created_listed_without_secrets_and_revoked() {
 
         // An admin of one fleet cannot mint keys beyond it.
         let (_, scoped) = store
-            .create_key("scoped", Role::Admin, &Fleets::Only(vec![fleet.clone()]), "test")
+            .create_key(
+                "scoped",
+                Role::Admin,
+                &Fleets::Only(vec![fleet.clone()]),
+                "test",
+            )
             .await
             .unwrap();
         let wider = Client::new()
@@ -744,7 +812,11 @@ async fn rate_limit_answers_429_with_retry_after_per_credential() {
     // Another credential is not affected.
     assert_eq!(get(&two).await.unwrap().status(), StatusCode::OK);
     // Public routes are not limited.
-    let health = Client::new().get(format!("{base}/health")).send().await.unwrap();
+    let health = Client::new()
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     // After the advertised wait, the credential is served again.
     tokio::time::sleep(Duration::from_secs(retry)).await;
@@ -762,8 +834,12 @@ async fn every_state_change_is_audited_and_the_log_is_append_only() {
         let fleet = format!("audit-{}", new_id());
         let other = format!("audit-other-{}", new_id());
         let client = Client::new();
-        let operator = hs256(&json!({"sub": "ops@example.com", "role": "operator", "fleets": [fleet], "exp": now() + 600}));
-        let viewer = hs256(&json!({"sub": "viewer-1", "role": "viewer", "fleets": [fleet], "exp": now() + 600}));
+        let operator = hs256(
+            &json!({"sub": "ops@example.com", "role": "operator", "fleets": [fleet], "exp": now() + 600}),
+        );
+        let viewer = hs256(
+            &json!({"sub": "viewer-1", "role": "viewer", "fleets": [fleet], "exp": now() + 600}),
+        );
         let body = json!({"fleet_id": fleet, "name": "audited", "problem": manhattan()});
         let created = client
             .post(format!("{base}{BASE}/runs"))
@@ -819,7 +895,8 @@ async fn every_state_change_is_audited_and_the_log_is_append_only() {
                 (status, resp.json::<Value>().await.unwrap())
             }
         };
-        let admin = hs256(&json!({"sub": "root", "role": "admin", "fleets": "*", "exp": now() + 600}));
+        let admin =
+            hs256(&json!({"sub": "root", "role": "admin", "fleets": "*", "exp": now() + 600}));
         let (status, doc) = entries(format!("fleet_id={fleet}"), admin.clone()).await;
         assert_eq!(status, StatusCode::OK);
         let items = doc["items"].as_array().unwrap();
@@ -871,7 +948,9 @@ async fn every_state_change_is_audited_and_the_log_is_append_only() {
             .iter()
             .any(|e| e["outcome"] == 401 && e["credential"] == "none"));
         // An admin of one fleet sees only that fleet's entries.
-        let scoped = hs256(&json!({"sub": "fleet-admin", "role": "admin", "fleets": [fleet], "exp": now() + 600}));
+        let scoped = hs256(
+            &json!({"sub": "fleet-admin", "role": "admin", "fleets": [fleet], "exp": now() + 600}),
+        );
         let (status, _) = entries(format!("fleet_id={other}"), scoped.clone()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, doc) = entries(String::new(), scoped).await;
@@ -890,8 +969,14 @@ async fn every_state_change_is_audited_and_the_log_is_append_only() {
             "UPDATE audit_log SET outcome = 200",
             "DELETE FROM audit_log",
         ] {
-            let err = sqlx::query(statement).execute(store.pool()).await.unwrap_err();
-            assert!(err.to_string().contains("append-only"), "{statement}: {err}");
+            let err = sqlx::query(statement)
+                .execute(store.pool())
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("append-only"),
+                "{statement}: {err}"
+            );
         }
         let (_, doc) = entries(format!("fleet_id={fleet}"), admin).await;
         assert_eq!(doc["items"].as_array().unwrap().len(), 2);

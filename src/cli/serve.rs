@@ -13,8 +13,8 @@ use fleet_api::access::Security;
 use fleet_api::api_keys::{bootstrap, Bootstrap};
 use fleet_api::auth::JwtVerifier;
 use fleet_api::cache::Cache;
-use fleet_api::rate_limit::{RateLimiter, DEFAULT_BURST, DEFAULT_PER_SECOND};
 use fleet_api::http::{serve, shutdown_signal, AppState};
+use fleet_api::rate_limit::{RateLimiter, DEFAULT_BURST, DEFAULT_PER_SECOND};
 use fleet_api::store::Store;
 
 use super::Failure;
