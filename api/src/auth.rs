@@ -188,6 +188,24 @@ impl JwtVerifier {
         JwtVerifier { key, validation }
     }
 
+    /// Also requires the `iss` claim to be `issuer` and the `aud` claim to
+    /// name `audience` (`JWT_ISSUER`, `JWT_AUDIENCE`), when given: tokens an
+    /// identity provider issued for other services are then refused.
+    pub fn expecting(mut self, issuer: Option<&str>, audience: Option<&str>) -> Self {
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = audience {
+            self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
+            required.push("aud");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self
+    }
+
     /// The caller a token names, if its signature, algorithm, `exp` and
     /// `nbf` check out and its claims are complete.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
@@ -203,8 +221,10 @@ impl JwtVerifier {
                             "the token is signed with an algorithm this service does not accept"
                         }
                         ErrorKind::MissingRequiredClaim(_) => {
-                            "the token lacks a required claim (sub, exp)"
+                            "the token lacks a required claim (sub, exp; iss, aud when configured)"
                         }
+                        ErrorKind::InvalidIssuer => "the token's issuer (iss) is not accepted here",
+                        ErrorKind::InvalidAudience => "the token is not for this service (aud)",
                         _ => "the bearer token is not a valid JWT",
                     }
                     .to_owned(),

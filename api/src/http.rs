@@ -146,8 +146,35 @@ pub(crate) struct ProblemDoc {
     field: Option<String>,
 }
 
+/// Declares the two credentials every non-public route accepts.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("api_key" = [])),
     info(
         title = "fleet-optimization",
         description = "Exact, streaming fleet rebalancing (DESIGN.md section 4)."
@@ -276,7 +303,7 @@ pub(crate) fn bad_json(e: JsonRejection) -> Response {
     problem(status, text, field.as_deref())
 }
 
-#[utoipa::path(get, path = "/health", tag = "service",
+#[utoipa::path(get, path = "/health", tag = "service", security(()),
     responses((status = 200, description = "Dependencies up (database ok; redis ok or embedded)"),
               (status = 503, description = "A dependency is down")))]
 async fn health(State(state): State<AppState>) -> Response {

@@ -648,6 +648,55 @@ async fn bad_tokens_are_refused_rs256_including_algorithm_confusion() {
     assert!(JwtVerifier::rs256(b"not a key").is_err());
 }
 
+/// With `JWT_ISSUER` / `JWT_AUDIENCE`, tokens must carry them.
+#[test]
+fn issuer_and_audience_are_checked_when_configured() {
+    let verifier = JwtVerifier::hs256(SECRET)
+        .unwrap()
+        .expecting(Some("https://idp.example"), Some("fleet-optimization"));
+    let base = claims(Role::Viewer, json!(["f"]));
+    let with = |iss: Option<&str>, aud: Option<Value>| {
+        let mut c = base.clone();
+        if let Some(iss) = iss {
+            c["iss"] = json!(iss);
+        }
+        if let Some(aud) = aud {
+            c["aud"] = aud;
+        }
+        hs256(&c)
+    };
+    let ok = with(
+        Some("https://idp.example"),
+        Some(json!("fleet-optimization")),
+    );
+    assert!(verifier.verify(&ok).is_ok());
+    let listed = with(
+        Some("https://idp.example"),
+        Some(json!(["other", "fleet-optimization"])),
+    );
+    assert!(verifier.verify(&listed).is_ok());
+    for (what, token) in [
+        ("no iss", with(None, Some(json!("fleet-optimization")))),
+        ("no aud", with(Some("https://idp.example"), None)),
+        (
+            "other iss",
+            with(
+                Some("https://evil.example"),
+                Some(json!("fleet-optimization")),
+            ),
+        ),
+        (
+            "other aud",
+            with(Some("https://idp.example"), Some(json!("billing"))),
+        ),
+    ] {
+        assert!(verifier.verify(&token).is_err(), "{what}");
+    }
+    // Without them configured, a token carrying iss and aud is still accepted.
+    let plain = JwtVerifier::hs256(SECRET).unwrap();
+    assert!(plain.verify(&ok).is_ok());
+}
+
 #[tokio::test]
 async fn api_keys_are_created_listed_without_secrets_and_revoked() {
     for store in stores().await {

@@ -980,6 +980,12 @@ async fn openapi_document_lists_every_route() {
         .map(|item| item.as_object().unwrap().len())
         .sum();
     assert_eq!(count, expected.iter().map(|(_, m)| m.len()).sum::<usize>());
+    // Both credentials are declared, and required everywhere but /health.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    assert_eq!(doc["security"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([{}]));
     for schema in [
         "Run",
         "Recommendation",

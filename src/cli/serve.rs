@@ -81,9 +81,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// `JWT_SECRET` (HS256) or `JWT_PUBLIC_KEY_FILE` (RS256), at most one.
+/// `JWT_SECRET` (HS256) or `JWT_PUBLIC_KEY_FILE` (RS256), at most one, with
+/// the optional `JWT_ISSUER` and `JWT_AUDIENCE` every token must carry.
 fn jwt_from_env() -> Result<Option<JwtVerifier>, Failure> {
-    match (env("JWT_SECRET"), env("JWT_PUBLIC_KEY_FILE")) {
+    let (issuer, audience) = (env("JWT_ISSUER"), env("JWT_AUDIENCE"));
+    let verifier = match (env("JWT_SECRET"), env("JWT_PUBLIC_KEY_FILE")) {
         (Some(_), Some(_)) => Err(Failure::Usage(
             "set JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256), not both".into(),
         )),
@@ -97,7 +99,8 @@ fn jwt_from_env() -> Result<Option<JwtVerifier>, Failure> {
             JwtVerifier::rs256(&pem).map(Some).map_err(Failure::Usage)
         }
         (None, None) => Ok(None),
-    }
+    }?;
+    Ok(verifier.map(|v| v.expecting(issuer.as_deref(), audience.as_deref())))
 }
 
 /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` per credential.
