@@ -19,7 +19,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::access::Security;
-use crate::auth::Caller;
+use crate::auth::{Caller, Fleets};
 use crate::cache::{
     metrics_key, recommendations_key, results_key, run_key, runs_list_key, runs_scope, Cache,
     METRICS_SCOPE,
@@ -1281,14 +1281,12 @@ async fn ingest_metrics(
         let admitted = match &point.fleet_id {
             Some(fleet) => caller.admit(fleet, &field),
             // A service-wide point (no fleet) is for callers of all fleets.
-            None => caller.list_fleet(None).and_then(|fleet| match fleet {
-                None => Ok(()),
-                Some(_) => Err(problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "this credential is limited to fleets: give each point a fleet_id",
-                    Some(&field),
-                )),
-            }),
+            None if caller.fleets == Fleets::All => Ok(()),
+            None => Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this credential is limited to fleets: give each point a fleet_id",
+                Some(&field),
+            )),
         };
         if let Err(response) = admitted {
             return response;

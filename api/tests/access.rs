@@ -820,6 +820,17 @@ async fn api_keys_are_created_listed_without_secrets_and_revoked() {
             .await
             .unwrap();
         assert_eq!(wider.status(), StatusCode::NOT_FOUND);
+        // ... nor write service-wide metric points (no fleet_id).
+        let global = Client::new()
+            .post(format!("{base}{BASE}/metrics"))
+            .header("x-api-key", &scoped)
+            .json(&json!([{"name": "m", "value": 1.0}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(global.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let doc: Value = global.json().await.unwrap();
+        assert_eq!(doc["field"], "[0].fleet_id");
     }
 }
 
