@@ -15,7 +15,7 @@ use crate::api_keys::ApiKey;
 use crate::audit::AuditFilter;
 use crate::auth::{Caller, Fleets, Role};
 use crate::http::{
-    bad_json, page_limit, problem, store_error, time_bound, AppState, ProblemDoc, BASE,
+    bad_json, page_limit, problem, store_error, time_range, AppState, ProblemDoc, BASE,
 };
 use crate::store::StoreError;
 
@@ -157,12 +157,9 @@ pub(crate) async fn list_audit(
         Ok(fleet) => fleet,
         Err(response) => return response,
     };
-    let (from, to) = match (
-        time_bound("from", q.from.as_deref()),
-        time_bound("to", q.to.as_deref()),
-    ) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (from, to) = match time_range(q.from.as_deref(), q.to.as_deref()) {
+        Ok(range) => range,
+        Err(response) => return response,
     };
     let limit = match page_limit(q.limit) {
         Ok(limit) => limit,

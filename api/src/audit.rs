@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use crate::store::{new_id, now_ms, page, parse_cursor, Backend, Page, Store, StoreError};
+use crate::store::{after, new_id, now_ms, page, Backend, Page, Store, StoreError};
 
 /// One audited request.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -99,10 +99,7 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        let (after_time, after_id) = match cursor {
-            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
-            None => (i64::MIN, String::new()),
-        };
+        let (after_time, after_id) = after(cursor)?;
         let rows = sqlx::query(
             "SELECT id, at, subject, role, credential, fleet_id, action, resource_id, outcome FROM audit_log \
              WHERE ($1 = '' OR fleet_id = $1) AND ($2 = '' OR subject = $2) AND at >= $3 AND at < $4 \

@@ -1316,9 +1316,18 @@ struct MetricsQuery {
     limit: Option<usize>,
 }
 
+/// The `from` and `to` of a query, each epoch milliseconds or RFC 3339.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
+pub(crate) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<i64>, Option<i64>), Response> {
+    Ok((time_bound("from", from)?, time_bound("to", to)?))
+}
+
 /// A time bound as given in a query: epoch milliseconds or RFC 3339.
 #[allow(clippy::result_large_err)] // the error is the response itself, returned at once
-pub(crate) fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response> {
+fn time_bound(field: &str, value: Option<&str>) -> Result<Option<i64>, Response> {
     match value {
         None => Ok(None),
         Some(s) => s
@@ -1351,12 +1360,9 @@ async fn query_metrics(
         Ok(fleet) => fleet,
         Err(response) => return response,
     };
-    let (from, to) = match (
-        time_bound("from", q.from.as_deref()),
-        time_bound("to", q.to.as_deref()),
-    ) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (from, to) = match time_range(q.from.as_deref(), q.to.as_deref()) {
+        Ok(range) => range,
+        Err(response) => return response,
     };
     // Metric reads are cached under the metrics generation, which every
     // write bumps: a cached answer is never older than the last write.

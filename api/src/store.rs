@@ -824,10 +824,7 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Vec<AnyRow>, StoreError> {
-        let (after_time, after_id) = match cursor {
-            Some(c) => parse_cursor(c).ok_or(StoreError::NotFound)?,
-            None => (i64::MIN, String::new()),
-        };
+        let (after_time, after_id) = after(cursor)?;
         Ok(sqlx::query(sql)
             .bind(fleet_id.unwrap_or(""))
             .bind(status)
@@ -895,7 +892,16 @@ fn read_run(row: &AnyRow) -> Result<Run, StoreError> {
 }
 
 /// `created_at.id` of the last row of the previous page.
-pub(crate) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+/// Where a page starts: after `cursor`'s `(time, id)`, or at the beginning.
+/// An unknown cursor is [`StoreError::NotFound`].
+pub(crate) fn after(cursor: Option<&str>) -> Result<(i64, String), StoreError> {
+    match cursor {
+        Some(c) => parse_cursor(c).ok_or(StoreError::NotFound),
+        None => Ok((i64::MIN, String::new())),
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (time, id) = cursor.split_once('.')?;
     Some((time.parse().ok()?, id.to_owned()))
 }

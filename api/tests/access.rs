@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fleet_api::access::{Security, ROUTES};
 use fleet_api::auth::{Fleets, JwtVerifier, Role};
-use fleet_api::http::{router, AppState, BASE};
+use fleet_api::http::{AppState, BASE};
 use fleet_api::rate_limit::RateLimiter;
 use fleet_api::rebalancing::PlannedMove;
 use fleet_api::run::RunMode;
@@ -17,20 +17,12 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 mod common;
-use common::{admin_client, install_admin_key, stores};
+use common::{admin_client, spawn, stores};
 
 /// HS256 secret of the tests (>= 32 bytes, as the service demands).
 const SECRET: &[u8] = b"access-test-secret-0123456789abcdef";
 const RS_PRIVATE: &[u8] = include_bytes!("fixtures/jwt-rs256-private.pem");
 const RS_PUBLIC: &[u8] = include_bytes!("fixtures/jwt-rs256-public.pem");
-
-async fn spawn(state: AppState) -> String {
-    install_admin_key(&state.store).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    format!("http://{addr}")
-}
 
 fn now() -> i64 {
     SystemTime::now()

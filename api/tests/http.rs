@@ -5,23 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleet_api::http::{router, AppState, BASE};
+use fleet_api::http::{AppState, BASE};
 use fleet_api::store::{new_id, MetricPoint};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 mod common;
-use common::{admin_client, install_admin_key, stores};
-
-/// Starts the service on 127.0.0.1:<random>; returns its base URL.
-async fn spawn(state: AppState) -> String {
-    install_admin_key(&state.store).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    format!("http://{addr}")
-}
+use common::{admin_client, spawn, stores};
 
 fn manhattan() -> Value {
     let text = std::fs::read_to_string(concat!(

@@ -48,3 +48,15 @@ pub fn admin_client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// Starts the service for `state` on 127.0.0.1:<random>, with [`ADMIN_KEY`]
+/// installed; returns its base URL.
+#[allow(dead_code)]
+pub async fn spawn(state: fleet_api::http::AppState) -> String {
+    install_admin_key(&state.store).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = fleet_api::http::router(state);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
