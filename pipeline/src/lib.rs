@@ -8,6 +8,8 @@
 //! Architecture invariant: depends on the engine only; storage, HTTP and the
 //! cache are reached through the [`sink::Sink`] trait the binary implements.
 
+pub mod analytics;
+pub mod clickhouse_sink;
 pub mod event;
 pub mod kafka;
 pub mod nyc;

@@ -1,6 +1,11 @@
--- Analytics tables (ClickHouse, CLICKHOUSE_ADDR). The service applies every file of
--- sql/clickhouse/ in name order at start; each statement is idempotent. Times are
+-- Analytics tables (ClickHouse, CLICKHOUSE_ADDR). The service applies the numbered files
+-- of sql/clickhouse/ in name order at start; each statement is idempotent. Times are
 -- DateTime64(3, 'UTC'); the embedded default writes the same columns to Parquet.
+--
+-- Exactly once: the pipeline may write a window again after a restart (it replays from
+-- the last committed offsets). Each insert carries a deduplication token (fleet, window,
+-- table) and the tables keep a deduplication window, so a repeated insert is dropped,
+-- in the rollup views too (deduplicate_blocks_in_dependent_materialized_views).
 
 -- One row per zone of each closed window: the pipeline's view of supply and demand.
 CREATE TABLE IF NOT EXISTS zone_windows (
@@ -13,7 +18,8 @@ CREATE TABLE IF NOT EXISTS zone_windows (
     soon_idle     UInt32,
     unserved      UInt32
 ) ENGINE = ReplacingMergeTree
-ORDER BY (fleet_id, window_end, zone);
+ORDER BY (fleet_id, window_end, zone)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 -- One row per window re-solve: the plan's objectives and how the solve went.
 CREATE TABLE IF NOT EXISTS solves (
@@ -29,7 +35,8 @@ CREATE TABLE IF NOT EXISTS solves (
     warm_pivots    UInt64,
     warm_fallback  UInt8
 ) ENGINE = ReplacingMergeTree
-ORDER BY (fleet_id, window_end);
+ORDER BY (fleet_id, window_end)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 -- The new or changed moves each window emitted.
 CREATE TABLE IF NOT EXISTS recommendations (
@@ -42,7 +49,8 @@ CREATE TABLE IF NOT EXISTS recommendations (
     cost                 Float64,
     benefit_per_vehicle  Float64
 ) ENGINE = ReplacingMergeTree
-ORDER BY (fleet_id, window_end, from_zone, to_zone);
+ORDER BY (fleet_id, window_end, from_zone, to_zone)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 -- What became of recommendations: accepted (a rebalancing operation took them),
 -- rejected or expired, with when.
@@ -53,7 +61,8 @@ CREATE TABLE IF NOT EXISTS recommendation_outcomes (
     status             LowCardinality(String),
     at                 DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree
-ORDER BY (fleet_id, recommendation_id, status);
+ORDER BY (fleet_id, recommendation_id, status)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 -- The service's metric points (the seed's five metrics and any ingested ones).
 CREATE TABLE IF NOT EXISTS metrics (
@@ -62,4 +71,5 @@ CREATE TABLE IF NOT EXISTS metrics (
     ts        DateTime64(3, 'UTC'),
     value     Float64
 ) ENGINE = MergeTree
-ORDER BY (name, fleet_id, ts);
+ORDER BY (name, fleet_id, ts)
+SETTINGS non_replicated_deduplication_window = 10000;

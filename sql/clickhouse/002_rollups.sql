@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS solves_hourly (
     unmet_sum    AggregateFunction(sum, UInt64),
     empty_km_sum AggregateFunction(sum, Float64)
 ) ENGINE = AggregatingMergeTree
-ORDER BY (fleet_id, hour);
+ORDER BY (fleet_id, hour)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS solves_hourly_mv TO solves_hourly AS
 SELECT fleet_id,
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS zone_demand_hourly (
     requests_sum   UInt64,
     unserved_sum   UInt64
 ) ENGINE = SummingMergeTree
-ORDER BY (fleet_id, zone, hour);
+ORDER BY (fleet_id, zone, hour)
+SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS zone_demand_hourly_mv TO zone_demand_hourly AS
 SELECT fleet_id,
