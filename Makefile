@@ -13,7 +13,7 @@ export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 # Arguments for `make run`, e.g. make run ARGS="solve --input problem.json"
 ARGS ?=
 
-.PHONY: help dev-deps kafka migrate run test test-integration test-load \
+.PHONY: help dev-deps kafka clickhouse migrate run test test-integration test-load \
         bench bench-pipeline bench-solver lint fmt-check clippy fmt
 
 help: ## List the targets
@@ -26,6 +26,9 @@ dev-deps: ## Check (and install if missing) the toolchain the build and tests ne
 kafka: ## Install (once) and start the Kafka-API broker the tests use (tansu, 127.0.0.1:9092)
 	scripts/kafka-broker.sh
 
+clickhouse: ## Install (once) and start the ClickHouse server the tests use (127.0.0.1:8123)
+	scripts/clickhouse-server.sh
+
 migrate: ## Apply database migrations (DATABASE_URL, default the embedded SQLite file under DATA_DIR)
 	$(CARGO) run --release -- migrate
 
@@ -34,12 +37,14 @@ run: ## Run the service, embedded by default (SQLite under DATA_DIR); override w
 
 test: dev-deps ## All tests: unit, integration, doctests, and benches run once in test mode
 	scripts/kafka-broker.sh >/dev/null
+	scripts/clickhouse-server.sh >/dev/null
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	CARGO=$(CARGO) scripts/test-arroyo-udfs.sh
 
 test-integration: dev-deps ## Integration tests only
 	scripts/kafka-broker.sh >/dev/null
+	scripts/clickhouse-server.sh >/dev/null
 	$(CARGO) test --workspace --tests
 
 test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, hey and wrk): prints a table

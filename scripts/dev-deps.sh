@@ -114,4 +114,10 @@ if ! redis_up; then
     redis_up || die "Redis does not answer at $redis_addr (set TEST_REDIS_ADDR to a reachable server)"
 fi
 
+# --- Python venv -------------------------------------------------------------------
+# scripts/clickhouse-server.sh installs ClickHouse from PyPI into a virtualenv.
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+    apt_install python3-venv
+fi
+
 log "ok (rustc $have_rust, $("$cxx" --version | head -n1), PostgreSQL at ${pg_url##*@}, Redis at $redis_addr)"

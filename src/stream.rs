@@ -36,6 +36,8 @@ pub struct StreamConfig {
     /// The zone file, when zones come from one (the replay joins trips to it).
     pub zone_file: Option<Arc<CentroidZones>>,
     pub window: WindowConfig,
+    /// `CLICKHOUSE_ADDR`: windows also go to ClickHouse.
+    pub clickhouse: Option<String>,
 }
 
 fn env_f64(name: &str, default: f64) -> Result<f64, String> {
@@ -53,7 +55,7 @@ impl StreamConfig {
     /// Reads `ZONES_FILE` (default `data/nyc/zones.csv`) or `H3_RESOLUTION`,
     /// `ZONE_MAX_KM`, `WINDOW_SECONDS` (300), `WINDOW_SLIDE_SECONDS` (= the
     /// window: tumbling), `ALLOWED_LATENESS_SECONDS` (30), `KAFKA_BROKERS`,
-    /// else `TRIPS_FILE` and `REPLAY_SPEEDUP` (600).
+    /// else `TRIPS_FILE` and `REPLAY_SPEEDUP` (600); `CLICKHOUSE_ADDR`.
     pub fn from_env() -> Result<Self, String> {
         let (zones, zone_file): (Arc<dyn ZoneMap>, _) = match std::env::var("H3_RESOLUTION") {
             Ok(r) if !r.is_empty() => {
@@ -96,6 +98,9 @@ impl StreamConfig {
             zones,
             zone_file,
             window,
+            clickhouse: std::env::var("CLICKHOUSE_ADDR")
+                .ok()
+                .filter(|a| !a.is_empty()),
         })
     }
 }
@@ -243,6 +248,13 @@ pub async fn run(
             source: name.to_owned(),
         }),
     );
+    if let Some(addr) = &config.clickhouse {
+        let client = fleet_pipeline::clickhouse_sink::client(addr);
+        sinks.push(Box::new(
+            fleet_pipeline::clickhouse_sink::ClickHouseSink::connect(client, config.zones.clone())
+                .await?,
+        ));
+    }
     let mut pipeline = Pipeline::new(
         config.window,
         RebalanceConfig::default(),

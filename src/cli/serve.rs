@@ -212,6 +212,22 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                 }),
             );
         }
+        if let Some(addr) = stream.as_ref().and_then(|s| s.clickhouse.clone()) {
+            let client = fleet_pipeline::clickhouse_sink::client(&addr);
+            state = state.with_check(
+                "clickhouse",
+                std::sync::Arc::new(move || {
+                    let client = client.clone();
+                    Box::pin(async move {
+                        let ping = client.query("SELECT 1").execute();
+                        match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+                            Ok(Ok(())) => "ok",
+                            _ => "down",
+                        }
+                    })
+                }),
+            );
+        }
         // One shutdown signal for both: the HTTP server drains its requests,
         // the pipeline finishes its batch and commits.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
