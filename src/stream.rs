@@ -38,6 +38,9 @@ pub struct StreamConfig {
     pub window: WindowConfig,
     /// `CLICKHOUSE_ADDR`: windows also go to ClickHouse.
     pub clickhouse: Option<String>,
+    /// Without ClickHouse, analytics rows go to Parquet files here
+    /// (`$DATA_DIR/analytics`).
+    pub analytics_dir: PathBuf,
 }
 
 fn env_f64(name: &str, default: f64) -> Result<f64, String> {
@@ -55,7 +58,8 @@ impl StreamConfig {
     /// Reads `ZONES_FILE` (default `data/nyc/zones.csv`) or `H3_RESOLUTION`,
     /// `ZONE_MAX_KM`, `WINDOW_SECONDS` (300), `WINDOW_SLIDE_SECONDS` (= the
     /// window: tumbling), `ALLOWED_LATENESS_SECONDS` (30), `KAFKA_BROKERS`,
-    /// else `TRIPS_FILE` and `REPLAY_SPEEDUP` (600); `CLICKHOUSE_ADDR`.
+    /// else `TRIPS_FILE` and `REPLAY_SPEEDUP` (600); `CLICKHOUSE_ADDR`, else
+    /// Parquet under `DATA_DIR`.
     pub fn from_env() -> Result<Self, String> {
         let (zones, zone_file): (Arc<dyn ZoneMap>, _) = match std::env::var("H3_RESOLUTION") {
             Ok(r) if !r.is_empty() => {
@@ -101,6 +105,10 @@ impl StreamConfig {
             clickhouse: std::env::var("CLICKHOUSE_ADDR")
                 .ok()
                 .filter(|a| !a.is_empty()),
+            analytics_dir: PathBuf::from(
+                std::env::var("DATA_DIR").unwrap_or_else(|_| "data".into()),
+            )
+            .join("analytics"),
         })
     }
 }
@@ -248,12 +256,22 @@ pub async fn run(
             source: name.to_owned(),
         }),
     );
-    if let Some(addr) = &config.clickhouse {
-        let client = fleet_pipeline::clickhouse_sink::client(addr);
-        sinks.push(Box::new(
-            fleet_pipeline::clickhouse_sink::ClickHouseSink::connect(client, config.zones.clone())
+    // Analytics: ClickHouse when configured, else Parquet files (embedded).
+    match &config.clickhouse {
+        Some(addr) => {
+            let client = fleet_pipeline::clickhouse_sink::client(addr);
+            sinks.push(Box::new(
+                fleet_pipeline::clickhouse_sink::ClickHouseSink::connect(
+                    client,
+                    config.zones.clone(),
+                )
                 .await?,
-        ));
+            ));
+        }
+        None => sinks.push(Box::new(fleet_pipeline::parquet_sink::ParquetSink::new(
+            &config.analytics_dir,
+            config.zones.clone(),
+        )?)),
     }
     let mut pipeline = Pipeline::new(
         config.window,

@@ -13,6 +13,7 @@ pub mod clickhouse_sink;
 pub mod event;
 pub mod kafka;
 pub mod nyc;
+pub mod parquet_sink;
 pub mod rebalance;
 pub mod runner;
 mod scan;

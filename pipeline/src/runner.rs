@@ -387,7 +387,15 @@ impl Pipeline {
         drop(rx);
         reader.abort();
         let _ = reader.await;
-        result
+        // Every sink is closed, even after a failure; the first error wins.
+        let mut closed = Ok(());
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.close().await {
+                closed = closed.and(Err(format!("sink {}: {e}", sink.name())));
+            }
+        }
+        let stats = result?;
+        closed.map(|()| stats)
     }
 
     async fn consume(

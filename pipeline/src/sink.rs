@@ -57,6 +57,11 @@ pub trait Sink: Send {
         &'a mut self,
         letters: &'a [DeadLetter],
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Writes out anything buffered; called once when the pipeline stops.
+    fn close(&mut self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// What a [`MemorySink`] collected.

@@ -166,3 +166,63 @@ async fn a_restart_from_checkpoint_and_committed_offset_continues_exactly() {
         assert!((a.plan.objective - b.plan.objective).abs() <= 1e-3 * (moved as f64 + 1.0));
     }
 }
+
+/// The embedded analytics: the replay's windows land in Parquet files (in
+/// groups, the last one when the pipeline stops) and DataFusion reads back
+/// exactly what the windows say.
+#[tokio::test]
+async fn analytics_rows_land_in_parquet_and_datafusion_reads_them_back() {
+    use fleet_pipeline::parquet_sink::{analytics_context, ParquetSink};
+    let (zones, events) = nyc_events(5);
+    let dir = std::env::temp_dir().join(format!("fleet-parquet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let memory = MemorySink::default();
+    let parquet = ParquetSink::new(&dir, zones.clone() as Arc<dyn ZoneMap>).unwrap();
+    let mut pipeline = Pipeline::new(
+        WindowConfig::tumbling(HOUR, 60_000),
+        RebalanceConfig::default(),
+        zones.clone() as Arc<dyn ZoneMap>,
+        vec![Box::new(memory.clone()), Box::new(parquet)],
+    )
+    .unwrap();
+    pipeline
+        .run(
+            Box::new(ReplaySource::new(&events, None)),
+            4096,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    let windows = memory.collected().windows;
+    assert!(windows.len() > 64, "more than one group: {}", windows.len());
+    let files = std::fs::read_dir(dir.join("solves")).unwrap().count();
+    assert!(files >= 2, "{files} files");
+
+    let ctx = analytics_context(&dir).await.unwrap();
+    let query = |sql: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+        }
+    };
+    let solves = query("SELECT count(*) AS n, sum(unmet) AS unmet FROM solves").await;
+    let unmet: u64 = windows.iter().map(|o| o.plan.unmet).sum();
+    assert!(
+        solves.contains(&format!("| {} ", windows.len())),
+        "{solves}"
+    );
+    assert!(solves.contains(&format!("| {unmet} ")), "{solves}");
+    let requests: i64 = windows
+        .iter()
+        .flat_map(|o| o.window.zones.iter().map(|z| z.requests))
+        .sum();
+    let zones_sum = query("SELECT sum(requests) AS r FROM zone_windows").await;
+    assert!(zones_sum.contains(&format!("| {requests} ")), "{zones_sum}");
+    let changed: usize = windows.iter().map(|o| o.plan.changed.len()).sum();
+    let recs = query("SELECT count(*) AS n FROM recommendations").await;
+    assert!(recs.contains(&format!("| {changed} ")), "{recs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
