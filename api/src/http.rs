@@ -573,6 +573,7 @@ async fn record_metric(state: &AppState, name: &str, value: f64, fleet_id: &str)
     };
     if state.store.insert_metrics(&[point]).await.is_ok() {
         state.cache.bump(METRICS_SCOPE).await;
+        telemetry::record_point(name, fleet_id, value);
     }
 }
 

@@ -79,6 +79,9 @@ struct Registry {
     stream_dead_letters: AtomicU64,
     /// Window close -> its recommendations persisted.
     stream_latency: Histogram,
+    /// The latest value of each of the service's own metric points
+    /// (the seed's five metrics), per (name, fleet).
+    points: Mutex<BTreeMap<(String, String), f64>>,
 }
 
 fn registry() -> &'static Registry {
@@ -149,6 +152,14 @@ pub fn record_window(recommendations: usize, seconds: f64) {
     r.stream_recommendations
         .fetch_add(recommendations as u64, Ordering::Relaxed);
     r.stream_latency.observe(seconds);
+}
+
+/// Records the latest value of a metric point the service wrote itself
+/// (`optimization_success`, `cost_reduction_pct`, ...), for Prometheus.
+pub fn record_point(name: &str, fleet_id: &str, value: f64) {
+    if let Ok(mut points) = registry().points.lock() {
+        points.insert((name.to_owned(), fleet_id.to_owned()), value);
+    }
 }
 
 /// Records telemetry that went to the dead-letter store.
@@ -248,6 +259,30 @@ pub async fn prometheus() -> Response {
         "optimization_runs_total{{outcome=\"failed\"}} {}",
         r.runs_failed.load(Ordering::Relaxed)
     );
+    let (succeeded, failed) = (
+        r.runs_succeeded.load(Ordering::Relaxed),
+        r.runs_failed.load(Ordering::Relaxed),
+    );
+    if succeeded + failed > 0 {
+        let _ = writeln!(
+            out,
+            "# HELP optimization_success_rate Share of finished runs that succeeded.\n\
+             # TYPE optimization_success_rate gauge\noptimization_success_rate {}",
+            succeeded as f64 / (succeeded + failed) as f64
+        );
+    }
+    out.push_str("# HELP fleet_metric The latest value of the service's own metrics per fleet: optimization_success, optimization_execution_time_ms, cost_reduction_pct, fleet_efficiency_improvement_pct, recommendation_adoption_rate_pct.\n");
+    out.push_str("# TYPE fleet_metric gauge\n");
+    if let Ok(points) = r.points.lock() {
+        for ((name, fleet), value) in points.iter() {
+            let _ = writeln!(
+                out,
+                "fleet_metric{{name=\"{}\",fleet_id=\"{}\"}} {value}",
+                label(name),
+                label(fleet)
+            );
+        }
+    }
     out.push_str("# HELP optimization_solve_seconds Engine solve time of runs.\n");
     out.push_str("# TYPE optimization_solve_seconds histogram\n");
     r.solve_seconds
@@ -285,4 +320,12 @@ pub async fn prometheus() -> Response {
         out,
     )
         .into_response()
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -734,6 +734,49 @@ async fn responses_carry_request_ids_and_prometheus_counts_routes() {
         "{text}"
     );
     assert!(text.contains("# TYPE optimization_runs_total counter"));
+
+    // The seed's metrics of a finished run: the same value on the API and in Prometheus.
+    let fleet = format!("prom-{}", new_id());
+    let (_, url) = post_run(&client, &base, &fleet, "prometheus").await;
+    assert_eq!(wait_final(&client, &url).await["status"], "succeeded");
+    let points = get_json(
+        &client,
+        &format!("{base}{BASE}/metrics?name=cost_reduction_pct&fleet_id={fleet}"),
+    )
+    .await;
+    let value = points["points"][0]["value"].as_f64().unwrap();
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("fleet_metric{{name=\"cost_reduction_pct\",fleet_id=\"{fleet}\"}} ");
+    let shown: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("{line} missing: {text}"))
+        .parse()
+        .unwrap();
+    assert_eq!(shown, value);
+    for name in [
+        "optimization_success",
+        "optimization_execution_time_ms",
+        "fleet_efficiency_improvement_pct",
+    ] {
+        assert!(
+            text.contains(&format!(
+                "fleet_metric{{name=\"{name}\",fleet_id=\"{fleet}\"}}"
+            )),
+            "{name}"
+        );
+    }
+    assert!(
+        text.contains("\noptimization_success_rate 1\n")
+            || text.contains("\noptimization_success_rate 0.")
+    );
     let same = client
         .get(format!("{base}/metrics/prometheus"))
         .send()
