@@ -26,6 +26,7 @@ enum Command {
     Solve(cli::solve::SolveArgs),
     NycProblem(cli::nyc::NycArgs),
     Replay(cli::replay::ReplayArgs),
+    Backtest(cli::backtest::BacktestArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Command::Solve(args) => cli::solve::run(args),
         Command::NycProblem(args) => cli::nyc::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Backtest(args) => cli::backtest::run(args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -532,6 +532,84 @@ fn nyc_problem_from_real_data_solves_with_a_pareto_front() {
         && close(&p["empty_km"], best["empty_km"].as_f64().unwrap())));
 }
 
+/// `backtest` on the bundled NYC trips: both simulations account for every
+/// trip, and the chart is written.
+#[test]
+fn backtest_on_the_nyc_trips_accounts_for_every_trip() {
+    let dir = std::env::temp_dir().join(format!("fleet-backtest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chart = dir.join("chart.html");
+    let answer = json_answer(
+        &[
+            "backtest",
+            "--trips",
+            "data/nyc/trips_2019_03_sample.csv",
+            "--zones",
+            "data/nyc/zones.csv",
+            "--fleet-size",
+            "8",
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+        "",
+        0,
+    );
+    let trips = answer["without"]["trips"].as_u64().unwrap();
+    assert!(trips > 6000, "{trips}");
+    for mode in ["without", "with"] {
+        let r = &answer[mode];
+        assert_eq!(r["trips"].as_u64(), Some(trips));
+        let (served, unmet) = (r["served"].as_u64().unwrap(), r["unmet"].as_u64().unwrap());
+        assert_eq!(served + unmet, trips, "{mode}");
+        let pct = r["served_pct"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pct), "{mode}: {pct}");
+        assert!((pct - 100.0 * served as f64 / trips as f64).abs() < 1e-9);
+        let hourly: u64 = r["hours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["served"].as_u64().unwrap())
+            .sum();
+        assert_eq!(hourly, served, "{mode}");
+    }
+    assert_eq!(answer["without"]["repositioning_km"].as_f64(), Some(0.0));
+    let extra =
+        answer["with"]["served"].as_i64().unwrap() - answer["without"]["served"].as_i64().unwrap();
+    assert_eq!(answer["extra_served"].as_i64(), Some(extra));
+    assert!(answer["verdict"].as_str().is_some_and(|v| !v.is_empty()));
+    let html = std::fs::read_to_string(&chart).unwrap();
+    assert!(html.contains("<svg") && html.contains("</html>"));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Bad arguments: exit 2 with a message, never a panic; a missing file is 1.
+    let out = run(&["backtest", "--fleet-size", "0"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("fleet size"), "{}", stderr(&out));
+    let out = run(
+        &[
+            "backtest",
+            "--fleet-size",
+            "5",
+            "--zones",
+            "data/nyc/taxi_zone_centroids.csv",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown zone file format"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &["backtest", "--fleet-size", "5", "--trips", "no/such.csv"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no/such.csv"));
+    assert!(out.stdout.is_empty());
+}
+
 /// `serve` with nothing configured: SQLite under DATA_DIR, migrated at
 /// start, answering on PORT, with an admin API key generated and printed
 /// once (never logged); SIGTERM stops it cleanly.

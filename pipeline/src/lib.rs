@@ -9,6 +9,7 @@
 //! cache are reached through the [`sink::Sink`] trait the binary implements.
 
 pub mod analytics;
+pub mod backtest;
 pub mod clickhouse_sink;
 pub mod event;
 pub mod kafka;

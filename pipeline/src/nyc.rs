@@ -32,6 +32,8 @@ pub struct TripCounts {
     pub rows: u64,
     pub malformed: u64,
     pub unknown_zone: u64,
+    /// Trips kept without a readable fare (their fare reads as 0).
+    pub no_fare: u64,
 }
 
 /// `YYYY-MM-DD HH:MM[:SS]` as ms since the epoch (no time zone applied).
@@ -62,12 +64,23 @@ pub fn parse_local_ms(s: &str) -> Option<i64> {
 /// dropoff_zone`, zone names as in `zones`); unreadable rows and unknown
 /// zones are counted, never fatal. Trips come back in pickup order.
 pub fn read_trips(path: &Path, zones: &[ZoneInfo]) -> Result<(Vec<Trip>, TripCounts), String> {
+    read_trips_with_fares(path, zones).map(|(trips, _, n)| (trips, n))
+}
+
+/// [`read_trips`] and each trip's fare in dollars (the optional `fare`
+/// column; a missing, unreadable or non-finite fare reads as 0 and is
+/// counted in `TripCounts::no_fare`): `fares[i]` belongs to `trips[i]`.
+pub fn read_trips_with_fares(
+    path: &Path,
+    zones: &[ZoneInfo],
+) -> Result<(Vec<Trip>, Vec<f64>, TripCounts), String> {
     #[derive(serde::Deserialize)]
     struct Row {
         pickup: String,
         dropoff: String,
         pickup_zone: String,
         dropoff_zone: String,
+        fare: Option<String>,
     }
     let by_name: HashMap<&str, usize> = zones
         .iter()
@@ -96,15 +109,22 @@ pub fn read_trips(path: &Path, zones: &[ZoneInfo]) -> Result<(Vec<Trip>, TripCou
             n.unknown_zone += 1;
             continue;
         };
-        trips.push(Trip {
+        let fare = row
+            .fare
+            .and_then(|f| f.trim().parse::<f64>().ok())
+            .filter(|f| f.is_finite());
+        n.no_fare += u64::from(fare.is_none());
+        let trip = Trip {
             pickup_ms,
             dropoff_ms: dropoff_ms.max(pickup_ms),
             pickup_zone,
             dropoff_zone,
-        });
+        };
+        trips.push((trip, fare.unwrap_or(0.0)));
     }
-    trips.sort_by_key(|t| t.pickup_ms);
-    Ok((trips, n))
+    trips.sort_by_key(|(t, _)| t.pickup_ms);
+    let (trips, fares) = trips.into_iter().unzip();
+    Ok((trips, fares, n))
 }
 
 /// The telemetry the trips imply, in event-time order (see the module doc).
@@ -273,6 +293,23 @@ mod tests {
         let zones = CentroidZones::from_file(&data("zones.csv"), DEFAULT_ZONE_MAX_KM).unwrap();
         let (trips, n) = read_trips(&data("trips_2019_03_sample.csv"), zones.zones()).unwrap();
         assert_eq!(n.rows, 6433);
+        // Fares come along in the same (pickup) order; the file's first row
+        // (2019-03-23 20:21:09, Lenox Hill West -> UN/Turtle Bay South) is $7.
+        let (with_fares, fares, n2) =
+            read_trips_with_fares(&data("trips_2019_03_sample.csv"), zones.zones()).unwrap();
+        assert_eq!((with_fares.as_slice(), n2), (trips.as_slice(), n));
+        assert_eq!(fares.len(), trips.len());
+        assert_eq!(n.no_fare, 0);
+        assert!(fares.iter().all(|&f| f > 0.0));
+        let first = parse_local_ms("2019-03-23 20:21:09").unwrap();
+        let lenox = zones
+            .zones()
+            .iter()
+            .position(|z| z.name == "Lenox Hill West");
+        let i = (0..trips.len())
+            .find(|&i| trips[i].pickup_ms == first && Some(trips[i].pickup_zone) == lenox)
+            .unwrap();
+        assert_eq!(fares[i], 7.0);
         assert!(trips.len() as u64 + n.malformed + n.unknown_zone == n.rows);
         assert!(trips.len() > 6000, "{n:?}");
         let events = trip_events(&trips, zones.zones(), "nyc");

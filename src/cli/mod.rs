@@ -1,6 +1,7 @@
 //! Subcommands of the binary and what they share: reading input, printing
 //! JSON, and failures with their exit codes (DESIGN.md section 6).
 
+pub mod backtest;
 pub mod nyc;
 pub mod replay;
 pub mod serve;
