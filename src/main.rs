@@ -4,6 +4,7 @@
 //! input, 1 anything else.
 
 mod cli;
+mod export;
 mod stream;
 
 use std::process::ExitCode;

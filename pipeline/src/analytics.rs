@@ -207,3 +207,44 @@ mod tests {
         );
     }
 }
+
+/// Where rows that do not come from windows (metric points, outcomes) go:
+/// the same destination as the windows' rows.
+#[derive(Clone)]
+pub enum AnalyticsStore {
+    ClickHouse(clickhouse::Client),
+    /// The analytics directory of the embedded default.
+    Parquet(std::path::PathBuf),
+}
+
+impl AnalyticsStore {
+    /// Writes metric points once per `token` (a repeat is dropped or replaces itself).
+    pub async fn write_metrics(&self, token: &str, rows: &[MetricRow]) -> Result<(), String> {
+        match self {
+            AnalyticsStore::ClickHouse(client) => {
+                crate::clickhouse_sink::insert(client, "metrics", token, rows).await
+            }
+            AnalyticsStore::Parquet(dir) => crate::parquet_sink::write_file(
+                dir,
+                "metrics",
+                token,
+                &crate::parquet_sink::metrics_batch(rows)?,
+            ),
+        }
+    }
+
+    /// Writes recommendation outcomes once per `token`.
+    pub async fn write_outcomes(&self, token: &str, rows: &[OutcomeRow]) -> Result<(), String> {
+        match self {
+            AnalyticsStore::ClickHouse(client) => {
+                crate::clickhouse_sink::insert(client, "recommendation_outcomes", token, rows).await
+            }
+            AnalyticsStore::Parquet(dir) => crate::parquet_sink::write_file(
+                dir,
+                "recommendation_outcomes",
+                token,
+                &crate::parquet_sink::outcomes_batch(rows)?,
+            ),
+        }
+    }
+}

@@ -50,33 +50,27 @@ impl ClickHouseSink {
         apply_ddl(&client).await?;
         Ok(ClickHouseSink { client, zones })
     }
+}
 
-    /// Inserts `rows` into `table` once per `token`: a repeated insert with
-    /// the same token is dropped by ClickHouse.
-    pub async fn insert<T>(&self, table: &str, token: &str, rows: &[T]) -> Result<(), String>
-    where
-        T: clickhouse::RowOwned + clickhouse::RowWrite,
-    {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut insert = self
-            .client
-            .insert::<T>(table)
-            .await
-            .map_err(|e| clickhouse_error(&format!("insert into {table}"), e))?
-            .with_setting("insert_deduplication_token", format!("{token}:{table}"));
-        for row in rows {
-            insert
-                .write(row)
-                .await
-                .map_err(|e| clickhouse_error(&format!("insert into {table}"), e))?;
-        }
-        insert
-            .end()
-            .await
-            .map_err(|e| clickhouse_error(&format!("insert into {table}"), e))
+/// Inserts `rows` into `table` once per `token`: ClickHouse drops a repeated
+/// insert with the same token (within the tables' deduplication window).
+pub async fn insert<T>(client: &Client, table: &str, token: &str, rows: &[T]) -> Result<(), String>
+where
+    T: clickhouse::RowOwned + clickhouse::RowWrite,
+{
+    if rows.is_empty() {
+        return Ok(());
     }
+    let fail = |e: clickhouse::error::Error| clickhouse_error(&format!("insert into {table}"), e);
+    let mut insert = client
+        .insert::<T>(table)
+        .await
+        .map_err(fail)?
+        .with_setting("insert_deduplication_token", format!("{token}:{table}"));
+    for row in rows {
+        insert.write(row).await.map_err(fail)?;
+    }
+    insert.end().await.map_err(fail)
 }
 
 impl Sink for ClickHouseSink {
@@ -88,10 +82,15 @@ impl Sink for ClickHouseSink {
         Box::pin(async move {
             let rows = window_rows(out, self.zones.as_ref());
             let token = format!("{}:{}", out.fleet_id, out.window.end_ms);
-            self.insert("zone_windows", &token, &rows.zones).await?;
-            self.insert("solves", &token, &rows.solve).await?;
-            self.insert("recommendations", &token, &rows.recommendations)
-                .await
+            insert(&self.client, "zone_windows", &token, &rows.zones).await?;
+            insert(&self.client, "solves", &token, &rows.solve).await?;
+            insert(
+                &self.client,
+                "recommendations",
+                &token,
+                &rows.recommendations,
+            )
+            .await
         })
     }
 

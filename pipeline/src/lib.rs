@@ -9,6 +9,8 @@
 //! cache are reached through the [`sink::Sink`] trait the binary implements.
 
 pub mod analytics;
+/// The DataFusion this crate is built with (for callers querying [`parquet_sink`] files).
+pub use datafusion;
 pub mod backtest;
 pub mod clickhouse_sink;
 pub mod event;

@@ -21,7 +21,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::analytics::{window_rows, WindowRows};
+use crate::analytics::{window_rows, MetricRow, OutcomeRow, WindowRows};
 use crate::sink::{DeadLetter, Sink, WindowOutput};
 use crate::source::BoxFuture;
 use crate::zones::ZoneMap;
@@ -31,8 +31,17 @@ pub const FLUSH_WINDOWS: usize = 64;
 /// Longest time rows wait to be written.
 pub const FLUSH_AFTER: Duration = Duration::from_secs(30);
 
-/// The tables, as directories under the analytics directory.
+/// The tables windows fill, as directories under the analytics directory.
 pub const TABLES: [&str; 3] = ["zone_windows", "solves", "recommendations"];
+
+/// Every table, the ones the service's exports fill included.
+pub const ALL_TABLES: [&str; 5] = [
+    "zone_windows",
+    "solves",
+    "recommendations",
+    "metrics",
+    "recommendation_outcomes",
+];
 
 fn time() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
@@ -144,6 +153,64 @@ fn batches(rows: &WindowRows) -> Result<[RecordBatch; 3], String> {
     Ok([zones, solves, recommendations])
 }
 
+/// Writes `batch` as `dir/table/name.parquet` (through a temporary name,
+/// so a reader never sees half a file; the same name again replaces it,
+/// which makes a repeated write harmless). Empty batches write nothing.
+pub fn write_file(dir: &Path, table: &str, name: &str, batch: &RecordBatch) -> Result<(), String> {
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
+    let folder = dir.join(table);
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let path = folder.join(format!("{name}.parquet"));
+    let partial = path.with_extension("parquet.partial");
+    let file = std::fs::File::create(&partial)
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.close().map_err(|e| e.to_string())?;
+    std::fs::rename(&partial, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Metric points as a `metrics` batch.
+pub fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch, String> {
+    batch(
+        vec![
+            ("name", DataType::Utf8),
+            ("fleet_id", DataType::Utf8),
+            ("ts", time()),
+            ("value", DataType::Float64),
+        ],
+        vec![
+            strings(rows.iter().map(|r| r.name.as_str())),
+            strings(rows.iter().map(|r| r.fleet_id.as_str())),
+            times(rows.iter().map(|r| r.ts)),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
+        ],
+    )
+}
+
+/// Recommendation outcomes as a `recommendation_outcomes` batch.
+pub fn outcomes_batch(rows: &[OutcomeRow]) -> Result<RecordBatch, String> {
+    batch(
+        vec![
+            ("fleet_id", DataType::Utf8),
+            ("recommendation_id", DataType::Utf8),
+            ("run_id", DataType::Utf8),
+            ("status", DataType::Utf8),
+            ("at", time()),
+        ],
+        vec![
+            strings(rows.iter().map(|r| r.fleet_id.as_str())),
+            strings(rows.iter().map(|r| r.recommendation_id.as_str())),
+            strings(rows.iter().map(|r| r.run_id.as_str())),
+            strings(rows.iter().map(|r| r.status.as_str())),
+            times(rows.iter().map(|r| r.at)),
+        ],
+    )
+}
+
 /// Writes analytics rows as Parquet files under `dir`.
 pub struct ParquetSink {
     dir: PathBuf,
@@ -184,19 +251,7 @@ impl ParquetSink {
         }
         let (first, last) = self.range;
         for (table, batch) in TABLES.iter().zip(batches(&self.pending)?) {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let path = self.dir.join(table).join(format!("{first}-{last}.parquet"));
-            let partial = path.with_extension("parquet.partial");
-            let file = std::fs::File::create(&partial)
-                .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-            let mut writer =
-                ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| e.to_string())?;
-            writer.write(&batch).map_err(|e| e.to_string())?;
-            writer.close().map_err(|e| e.to_string())?;
-            std::fs::rename(&partial, &path)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            write_file(&self.dir, table, &format!("{first}-{last}"), &batch)?;
         }
         self.pending = WindowRows::default();
         self.windows = 0;
@@ -246,7 +301,7 @@ impl Sink for ParquetSink {
 /// (tables without files yet are left out).
 pub async fn analytics_context(dir: &Path) -> Result<SessionContext, String> {
     let ctx = SessionContext::new();
-    for table in TABLES {
+    for table in ALL_TABLES {
         let path = dir.join(table);
         let has_files = std::fs::read_dir(&path)
             .map(|entries| {

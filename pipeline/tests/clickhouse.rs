@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fleet_pipeline::analytics::{MetricRow, OutcomeRow, PANELS};
-use fleet_pipeline::clickhouse_sink::{client, ClickHouseSink};
+use fleet_pipeline::clickhouse_sink::{client, insert, ClickHouseSink};
 use fleet_pipeline::nyc::{read_trips, trip_events};
 use fleet_pipeline::rebalance::RebalanceConfig;
 use fleet_pipeline::runner::Pipeline;
@@ -239,7 +239,7 @@ async fn windows_land_once_and_every_panel_answers_what_the_windows_say() {
             at: first_day + HOUR,
         })
         .collect();
-    sink.insert("recommendation_outcomes", "test-outcomes", &outcomes)
+    insert(&ch, "recommendation_outcomes", "test-outcomes", &outcomes)
         .await
         .unwrap();
     let adoption = panel(&ch, "recommendation_adoption", &params).await;
@@ -275,7 +275,7 @@ async fn windows_land_once_and_every_panel_answers_what_the_windows_say() {
             value: 1.0,
         }))
         .collect();
-    sink.insert("metrics", "test-metrics", &metrics)
+    insert(&ch, "metrics", "test-metrics", &metrics)
         .await
         .unwrap();
     let seed = panel(&ch, "seed_metrics", &params).await;

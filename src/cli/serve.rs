@@ -238,6 +238,25 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // Metric points and recommendation outcomes go to the analytics store
+        // (ClickHouse, else Parquet under DATA_DIR) whether or not the pipeline runs.
+        let analytics = match env("CLICKHOUSE_ADDR") {
+            Some(addr) => {
+                let client = fleet_pipeline::clickhouse_sink::client(&addr);
+                fleet_pipeline::clickhouse_sink::apply_ddl(&client)
+                    .await
+                    .map_err(Failure::Other)?;
+                fleet_pipeline::analytics::AnalyticsStore::ClickHouse(client)
+            }
+            None => fleet_pipeline::analytics::AnalyticsStore::Parquet(
+                PathBuf::from(env("DATA_DIR").unwrap_or_else(|| "data".into())).join("analytics"),
+            ),
+        };
+        let exporter = tokio::spawn(crate::export::run(
+            store.clone(),
+            analytics,
+            stopped(stop_rx.clone()),
+        ));
         let pipeline = stream.map(|config| {
             let stop = stopped(stop_rx.clone());
             tokio::spawn(async move {
@@ -256,6 +275,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
         if let Some(task) = pipeline {
             let _ = task.await;
         }
+        let _ = exporter.await;
         Ok(())
     })
 }
