@@ -15,7 +15,8 @@ use crate::api_keys::ApiKey;
 use crate::audit::AuditFilter;
 use crate::auth::{Caller, Fleets, Role};
 use crate::http::{
-    bad_json, page_limit, problem, store_error, time_range, AppState, ProblemDoc, BASE,
+    bad_json, page_limit, page_response, problem, store_error, time_range, AppState, ProblemDoc,
+    BASE,
 };
 use crate::store::StoreError;
 
@@ -171,19 +172,10 @@ pub(crate) async fn list_audit(
         from,
         to,
     };
-    match state
-        .store
-        .list_audit(&filter, limit, q.cursor.as_deref())
-        .await
-    {
-        Ok(page) => {
-            Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
-        }
-        Err(StoreError::NotFound) => problem(
-            StatusCode::BAD_REQUEST,
-            "not a cursor this service issued",
-            Some("cursor"),
-        ),
-        Err(e) => store_error(e),
-    }
+    page_response(
+        state
+            .store
+            .list_audit(&filter, limit, q.cursor.as_deref())
+            .await,
+    )
 }

@@ -629,7 +629,9 @@ fn list_params<S>(
 }
 
 /// A page of a list as `{items, next_cursor}`; an unknown cursor is the caller's error.
-fn page_response<T: serde::Serialize>(page: Result<crate::store::Page<T>, StoreError>) -> Response {
+pub(crate) fn page_response<T: serde::Serialize>(
+    page: Result<crate::store::Page<T>, StoreError>,
+) -> Response {
     match page {
         Ok(page) => {
             Json(json!({"items": page.items, "next_cursor": page.next_cursor})).into_response()
