@@ -248,7 +248,7 @@ mod tests {
         fleet_pipeline::clickhouse_sink::apply_ddl(&client)
             .await
             .unwrap();
-        let analytics = AnalyticsStore::ClickHouse(client.clone());
+        let analytics = AnalyticsStore::ClickHouse(Box::new(client.clone()));
         let store = store().await;
         fill(&store, "g").await;
         let later = now_ms() + 1_000;

@@ -212,7 +212,8 @@ mod tests {
 /// the same destination as the windows' rows.
 #[derive(Clone)]
 pub enum AnalyticsStore {
-    ClickHouse(clickhouse::Client),
+    /// Boxed: a client is large, and stores are made once.
+    ClickHouse(Box<clickhouse::Client>),
     /// The analytics directory of the embedded default.
     Parquet(std::path::PathBuf),
 }

@@ -246,7 +246,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                 fleet_pipeline::clickhouse_sink::apply_ddl(&client)
                     .await
                     .map_err(Failure::Other)?;
-                fleet_pipeline::analytics::AnalyticsStore::ClickHouse(client)
+                fleet_pipeline::analytics::AnalyticsStore::ClickHouse(Box::new(client))
             }
             None => fleet_pipeline::analytics::AnalyticsStore::Parquet(
                 PathBuf::from(env("DATA_DIR").unwrap_or_else(|| "data".into())).join("analytics"),
