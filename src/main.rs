@@ -28,6 +28,7 @@ enum Command {
     NycProblem(cli::nyc::NycArgs),
     Replay(cli::replay::ReplayArgs),
     Backtest(cli::backtest::BacktestArgs),
+    ReplayEvents(cli::serve::ReplayEventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::NycProblem(args) => cli::nyc::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Backtest(args) => cli::backtest::run(args),
+        Command::ReplayEvents(args) => cli::serve::run_replay_events(args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

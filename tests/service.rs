@@ -162,5 +162,27 @@ fn embedded_service_rebalances_the_nyc_replay_live_and_resumes_after_restart() {
     let runs = get(port, &format!("{RUNS}?fleet_id=nyc")).unwrap();
     assert_eq!(runs["items"].as_array().unwrap().len(), 1);
     stop(child);
+    // Everything the service did is in its events: replaying them alone
+    // rebuilds the stored runs and recommendations.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
+        .arg("replay-events")
+        .env("DATA_DIR", &dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["matches"], true, "{report}");
+    assert!(
+        report["rebuilt"]["recommendation"].as_u64().unwrap() >= 3,
+        "{report}"
+    );
+    assert_eq!(report["rebuilt"]["run"], 1, "{report}");
+    // The embedded analytics were written at stop too.
+    assert!(dir.join("analytics/solves").read_dir().unwrap().count() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

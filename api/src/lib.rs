@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod events;
 pub mod exports;
 pub mod http;
 pub mod rate_limit;

@@ -239,7 +239,8 @@ impl Store {
             .run(&self.pool)
             .await
             .map_err(StoreError::Migration)?;
-        self.make_audit_log_append_only().await
+        self.make_audit_log_append_only().await?;
+        self.make_event_log().await
     }
 
     /// Whether the database answers.

@@ -175,3 +175,120 @@ async fn outcomes_are_stored_atomically_and_deleted_with_the_run() {
         ));
     }
 }
+
+/// Every change of runs, recommendations and rebalancing operations is an
+/// event (written by the database in the same transaction), and replaying
+/// the events alone rebuilds exactly the stored state; the event log cannot
+/// be edited.
+#[tokio::test]
+async fn replaying_the_events_rebuilds_the_stored_state() {
+    use fleet_api::rebalancing::{PlannedMove, RebalancingStatus};
+    for store in stores().await {
+        let fleet = format!("events-{}", new_id());
+        let run = store
+            .create_run(NewRun {
+                fleet_id: fleet.clone(),
+                name: "events".into(),
+                mode: RunMode::OneShot,
+                spec: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+        store
+            .transition(&run.id, RunStatus::Running, None)
+            .await
+            .unwrap();
+        let recs: Vec<Recommendation> = (0..3)
+            .map(|k| Recommendation {
+                id: new_id(),
+                run_id: run.id.clone(),
+                fleet_id: fleet.clone(),
+                from_zone: format!("z{k}"),
+                to_zone: "hub".into(),
+                vehicles: k + 1,
+                km: 1.5,
+                cost: 0.9,
+                benefit_per_vehicle: 3.0,
+                explanation: "because".into(),
+                status: "proposed".into(),
+                created_at: 1,
+            })
+            .collect();
+        store
+            .save_outcome(&run.id, 1.0, &serde_json::json!({}), &recs)
+            .await
+            .unwrap();
+        store
+            .transition(&run.id, RunStatus::Succeeded, None)
+            .await
+            .unwrap();
+        store
+            .decide_recommendations(&run.id, &[recs[0].id.clone()], "rejected")
+            .await
+            .unwrap();
+        let (op, _) = store
+            .create_rebalancing(&fleet, Some(&run.id), &[recs[1].id.clone()], Vec::new())
+            .await
+            .unwrap();
+        store
+            .transition_rebalancing(&op.id, RebalancingStatus::InProgress)
+            .await
+            .unwrap();
+        let (other, _) = store
+            .create_rebalancing(
+                &fleet,
+                None,
+                &[],
+                vec![PlannedMove {
+                    from: "a".into(),
+                    to: "b".into(),
+                    vehicles: 2,
+                }],
+            )
+            .await
+            .unwrap();
+        store.delete_rebalancing(&other.id).await.unwrap();
+
+        let report = store.replay_events().await.unwrap();
+        assert!(report.matches(), "{report:?}");
+        assert!(report.events >= 12, "{report:?}");
+        // The fleet's own history, in order.
+        let events = store.events_after(0, 1_000_000).await.unwrap();
+        let mine: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e.fleet_id.as_deref() == Some(fleet.as_str()))
+            .map(|e| (e.aggregate.clone(), e.kind.clone()))
+            .collect();
+        let count = |aggregate: &str, kind: &str| {
+            mine.iter()
+                .filter(|(a, k)| a == aggregate && k == kind)
+                .count()
+        };
+        assert_eq!(count("run", "created"), 1);
+        assert_eq!(count("run", "changed"), 2);
+        assert_eq!(count("recommendation", "created"), 3);
+        assert_eq!(count("recommendation", "changed"), 2);
+        assert_eq!(count("rebalancing", "created"), 2);
+        assert_eq!(count("rebalancing", "changed"), 1);
+        assert_eq!(count("rebalancing", "deleted"), 1);
+        let last_run_state = events
+            .iter()
+            .rev()
+            .find(|e| e.aggregate_id == run.id)
+            .and_then(|e| e.state.clone())
+            .unwrap();
+        assert_eq!(last_run_state["status"], "succeeded");
+
+        // The log cannot be edited.
+        for statement in [
+            "UPDATE domain_events SET kind = 'x'",
+            "DELETE FROM domain_events",
+        ] {
+            let err = sqlx::query(statement)
+                .execute(store.pool())
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{err}");
+        }
+    }
+}

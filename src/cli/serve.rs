@@ -131,6 +131,34 @@ fn tls_from_env() -> Result<Option<std::sync::Arc<fleet_api::tls::ServerConfig>>
     }
 }
 
+/// Rebuild runs, recommendations and rebalancing operations from the
+/// stored events alone and compare them with the tables; prints a JSON
+/// report, exit code 1 if they differ.
+#[derive(Debug, Args)]
+pub struct ReplayEventsArgs {}
+
+pub fn run_replay_events(_: &ReplayEventsArgs) -> Result<(), Failure> {
+    runtime()?.block_on(async {
+        let store = open_store(true).await?;
+        let report = store
+            .replay_events()
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        let mut doc = serde_json::to_value(&report).map_err(|e| Failure::Other(e.to_string()))?;
+        doc["matches"] = serde_json::json!(report.matches());
+        super::print_json(&doc)?;
+        if report.matches() {
+            Ok(())
+        } else {
+            Err(Failure::Other(format!(
+                "{} rows differ from their events; the first: {:?}",
+                report.mismatches.len(),
+                report.mismatches[0]
+            )))
+        }
+    })
+}
+
 pub fn run_migrate(_: &MigrateArgs) -> Result<(), Failure> {
     runtime()?.block_on(async {
         open_store(true).await?;
