@@ -85,15 +85,56 @@ pub async fn export_once(
     Ok(shipped)
 }
 
+/// Publishes the stored domain events recorded before `settled_before` to
+/// `topic` (key = aggregate id, payload = the event as JSON, with its `seq`
+/// so consumers can drop a repeat after a crash), after the stored cursor;
+/// returns how many went out.
+pub async fn publish_events(
+    store: &Store,
+    producer: &fleet_pipeline::kafka::FutureProducer,
+    topic: &str,
+    settled_before: i64,
+) -> Result<usize, String> {
+    let mut published = 0;
+    loop {
+        let (seq, _) = store
+            .export_cursor("events")
+            .await
+            .map_err(|e| e.to_string())?;
+        let events = store
+            .events_to_publish(seq.max(0), settled_before, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = events.last() else { break };
+        let messages: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let payload = serde_json::to_vec(e).map_err(|e| e.to_string())?;
+                Ok((e.aggregate_id.clone(), payload))
+            })
+            .collect::<Result<_, String>>()?;
+        fleet_pipeline::kafka::send_all(producer, topic, &messages).await?;
+        store
+            .set_export_cursor("events", &(last.seq, String::new()))
+            .await
+            .map_err(|e| e.to_string())?;
+        published += messages.len();
+    }
+    Ok(published)
+}
+
 fn token(stream: &str, first_id: &str, last: &Cursor) -> String {
     format!("{stream}-{first_id}-{}", last.1)
 }
 
-/// Exports every [`EVERY`] until `stop`, then once more. Failures are logged
-/// and retried at the next tick (the cursor only moves after a write).
+/// Exports every [`EVERY`] until `stop`, then once more; with `events`
+/// (a producer, from `KAFKA_BROKERS`), also publishes the domain events to
+/// `fleet.events`. Failures are logged and retried at the next tick (the
+/// cursors only move after a write).
 pub async fn run(
     store: Store,
     analytics: AnalyticsStore,
+    events: Option<fleet_pipeline::kafka::FutureProducer>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -102,17 +143,28 @@ pub async fn run(
             _ = &mut stop => true,
             _ = tokio::time::sleep(EVERY) => false,
         };
-        if let Err(e) = export_once(&store, &analytics, now_ms() - SETTLE_MS).await {
-            fleet_api::telemetry::log(
-                fleet_api::telemetry::Level::Warn,
-                "analytics export failed; retrying",
-                serde_json::json!({"error": e}),
-            );
+        let settled = now_ms() - SETTLE_MS;
+        if let Err(e) = export_once(&store, &analytics, settled).await {
+            warn("analytics export failed; retrying", e);
+        }
+        if let Some(producer) = &events {
+            let topic = fleet_pipeline::kafka::EVENTS_TOPIC;
+            if let Err(e) = publish_events(&store, producer, topic, settled).await {
+                warn("publishing fleet.events failed; retrying", e);
+            }
         }
         if stopping {
             return;
         }
     }
+}
+
+fn warn(what: &str, error: String) {
+    fleet_api::telemetry::log(
+        fleet_api::telemetry::Level::Warn,
+        what,
+        serde_json::json!({"error": error}),
+    );
 }
 
 #[cfg(test)]
@@ -230,6 +282,71 @@ mod tests {
             1
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Domain events reach the real broker in `seq` order, keyed by aggregate,
+    /// each once while the cursor holds; a reset cursor publishes again with
+    /// the same `seq` (what consumers deduplicate on).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn domain_events_are_published_in_order_on_kafka() {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Message as _;
+        let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let topic = format!("test.events.{}", new_id());
+        fleet_pipeline::kafka::ensure_topics(&brokers, &[&topic], 1)
+            .await
+            .unwrap();
+        let producer = fleet_pipeline::kafka::producer(&brokers).unwrap();
+        let store = store().await;
+        fill(&store, "k").await;
+        let later = now_ms() + 1_000;
+        // Nothing settled yet.
+        assert_eq!(
+            publish_events(&store, &producer, &topic, now_ms() - SETTLE_MS)
+                .await
+                .unwrap(),
+            0
+        );
+        let stored = store.events_after(0, 1000).await.unwrap();
+        // The run created, its two recommendations created, one rejected.
+        assert_eq!(stored.len(), 4, "{stored:?}");
+        let n = publish_events(&store, &producer, &topic, later)
+            .await
+            .unwrap();
+        assert_eq!(n, stored.len());
+        assert_eq!(
+            publish_events(&store, &producer, &topic, later)
+                .await
+                .unwrap(),
+            0
+        );
+
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("test-{}", new_id()))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&topic]).unwrap();
+        let mut got = Vec::new();
+        while got.len() < stored.len() {
+            let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("events arrive")
+                .unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert_eq!(
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                doc["aggregate_id"].as_str().map(str::to_owned)
+            );
+            got.push(doc);
+        }
+        let seqs: Vec<i64> = got.iter().map(|d| d["seq"].as_i64().unwrap()).collect();
+        let want: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, want);
+        assert_eq!(got[0]["aggregate"], "run");
+        assert_eq!(got[0]["kind"], "created");
+        assert_eq!(got[0]["state"]["fleet_id"], "k");
     }
 
     #[tokio::test]

@@ -244,6 +244,22 @@ impl Store {
         events_after(&mut conn, seq, limit).await
     }
 
+    /// Events after `seq` recorded before `settled_before` (ms), in order, at
+    /// most `limit`: what may be published (a younger event's transaction
+    /// may still be open, and a lower `seq` could still appear before it).
+    pub async fn events_to_publish(
+        &self,
+        seq: i64,
+        settled_before: i64,
+        limit: usize,
+    ) -> Result<Vec<DomainEvent>, StoreError> {
+        let mut events = self.events_after(seq, limit).await?;
+        if let Some(young) = events.iter().position(|e| e.at >= settled_before) {
+            events.truncate(young);
+        }
+        Ok(events)
+    }
+
     /// Rebuilds every run, recommendation and rebalancing operation from the
     /// events alone and compares them with the tables, in one snapshot (a
     /// repeatable-read transaction), so writes going on meanwhile do not count.

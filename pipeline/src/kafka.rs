@@ -12,7 +12,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+/// The producer type this crate's Kafka functions take.
+pub use rdkafka::producer::FutureProducer;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::sink::{DeadLetter, Sink, WindowOutput};
@@ -24,6 +26,10 @@ pub const TELEMETRY_TOPIC: &str = "fleet.telemetry";
 pub const DLQ_TOPIC: &str = "fleet.telemetry.dlq";
 /// Topic recommendations go to (key = fleet id).
 pub const RECOMMENDATIONS_TOPIC: &str = "fleet.recommendations";
+/// Topic every state change of runs, recommendations and rebalancing
+/// operations goes to (key = the aggregate's id, so one aggregate's events
+/// stay in order on one partition).
+pub const EVENTS_TOPIC: &str = "fleet.events";
 /// Consumer group of the service.
 pub const DEFAULT_GROUP: &str = "fleet-optimization";
 

@@ -280,9 +280,24 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                 PathBuf::from(env("DATA_DIR").unwrap_or_else(|| "data".into())).join("analytics"),
             ),
         };
+        // With Kafka, every domain event is also published on `fleet.events`.
+        let events = match env("KAFKA_BROKERS") {
+            Some(brokers) => {
+                fleet_pipeline::kafka::ensure_topics(
+                    &brokers,
+                    &[fleet_pipeline::kafka::EVENTS_TOPIC],
+                    4,
+                )
+                .await
+                .map_err(Failure::Other)?;
+                Some(fleet_pipeline::kafka::producer(&brokers).map_err(Failure::Other)?)
+            }
+            None => None,
+        };
         let exporter = tokio::spawn(crate::export::run(
             store.clone(),
             analytics,
+            events,
             stopped(stop_rx.clone()),
         ));
         let pipeline = stream.map(|config| {
