@@ -25,7 +25,7 @@ for tool in hey wrk; do
 done
 
 cargo build --release --quiet --bin fleet-optimization
-bin=target/release/fleet-optimization
+bin=${CARGO_TARGET_DIR:-target}/release/fleet-optimization
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 

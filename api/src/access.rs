@@ -291,7 +291,8 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         role: None,
         credential: "none".into(),
         fleet_id: None,
-        action: format!("{method} {route}"),
+        // Filled in only for the requests that are audited.
+        action: String::new(),
         resource_id: id.clone(),
         outcome: 0,
     };
@@ -308,6 +309,7 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         }
     };
     if method != Method::GET && method != Method::HEAD {
+        audit.action = format!("{method} {route}");
         audit.outcome = response.status().as_u16();
         if audit.resource_id.is_none() {
             // A created resource: its id ends the Location header.
