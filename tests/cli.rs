@@ -579,6 +579,27 @@ fn backtest_on_the_nyc_trips_accounts_for_every_trip() {
     assert!(answer["verdict"].as_str().is_some_and(|v| !v.is_empty()));
     let html = std::fs::read_to_string(&chart).unwrap();
     assert!(html.contains("<svg") && html.contains("</html>"));
+    // A `.svg` name gets the served-% panel alone, a standalone SVG.
+    let svg = dir.join("chart.svg");
+    let out = run(
+        &[
+            "backtest",
+            "--fleet-size",
+            "8",
+            "--json",
+            dir.join("a.json").to_str().unwrap(),
+            "--chart",
+            svg.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg xmlns=")
+            && svg.ends_with("</svg>")
+            && svg.contains("Served % per day")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Bad arguments: exit 2 with a message, never a panic; a missing file is 1.

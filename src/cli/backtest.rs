@@ -42,7 +42,8 @@ pub struct BacktestArgs {
     /// Write the comparison JSON here instead of standard output.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write an HTML chart (served and unmet per hour, both modes) here.
+    /// Write a chart here: HTML (served %, served and unmet per hour, extra trips, both
+    /// modes), or with a `.svg` name the served-% panel alone.
     #[arg(long)]
     pub chart: Option<PathBuf>,
 }
@@ -140,7 +141,15 @@ pub fn run(args: &BacktestArgs) -> Result<(), Failure> {
         e @ BacktestError::Solver(_) => Failure::Other(e.to_string()),
     })?;
     if let Some(path) = &args.chart {
-        write_file(path, &chart(&comparison), "the chart")?;
+        let text = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        {
+            served_pct_svg(&comparison)
+        } else {
+            chart(&comparison)
+        };
+        write_file(path, &text, "the chart")?;
     }
     eprintln!("{}", comparison.verdict);
     match &args.json {
@@ -258,11 +267,10 @@ fn panel(title: &str, start_ms: &[i64], series: &[(&str, &str, Vec<f64>)]) -> St
 }
 
 /// The HTML page: the headline numbers and four panels.
-pub fn chart(c: &Comparison) -> String {
+/// The "served % per day" panel alone, a standalone SVG (what
+/// `--chart FILE.svg` writes, e.g. for a README).
+pub fn served_pct_svg(c: &Comparison) -> String {
     let hours: Vec<i64> = c.without.hours.iter().map(|h| h.start_ms).collect();
-    let series = |r: &Report, f: fn(&fleet_pipeline::backtest::HourStats) -> u64| -> Vec<f64> {
-        r.hours.iter().map(|h| f(h) as f64).collect()
-    };
     let (grey, blue) = ("#999999", "#1f77b4");
     // Each hour carries its day's served %, drawn as steps.
     let daily = |r: &Report| -> Vec<f64> {
@@ -283,14 +291,23 @@ pub fn chart(c: &Comparison) -> String {
             })
             .collect()
     };
-    let pct = panel(
+    panel(
         "Served % per day",
         &hours,
         &[
             ("without rebalancing", grey, daily(&c.without)),
             ("with rebalancing", blue, daily(&c.with)),
         ],
-    );
+    )
+}
+
+pub fn chart(c: &Comparison) -> String {
+    let hours: Vec<i64> = c.without.hours.iter().map(|h| h.start_ms).collect();
+    let series = |r: &Report, f: fn(&fleet_pipeline::backtest::HourStats) -> u64| -> Vec<f64> {
+        r.hours.iter().map(|h| f(h) as f64).collect()
+    };
+    let (grey, blue) = ("#999999", "#1f77b4");
+    let pct = served_pct_svg(c);
     let served = panel(
         "Served requests per hour",
         &hours,
