@@ -13,7 +13,7 @@ export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 # Arguments for `make run`, e.g. make run ARGS="solve --input problem.json"
 ARGS ?=
 
-.PHONY: help dev-deps kafka clickhouse migrate run test test-integration test-load \
+.PHONY: help dev-deps kafka clickhouse soak migrate run test test-integration test-load \
         bench bench-pipeline bench-solver lint fmt-check clippy fmt
 
 help: ## List the targets
@@ -46,6 +46,9 @@ test-integration: dev-deps ## Integration tests only
 	scripts/kafka-broker.sh >/dev/null
 	scripts/clickhouse-server.sh >/dev/null
 	$(CARGO) test --workspace --tests
+
+soak: dev-deps ## Soak test: the release service on the real broker for DURATION s (600) at RATE msg/s; RSS and fds must stay flat
+	scripts/soak.sh
 
 test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, hey and wrk): prints a table
 	scripts/load-test.sh

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Soak test (`make soak`): the release service consuming telemetry from the
+# real broker at a steady rate for DURATION seconds, sampled every SAMPLE
+# seconds: resident memory, open file descriptors, windows persisted and
+# dead letters. Prints a table and whether memory and descriptors stayed flat
+# (the last third of the run against the middle third, after warm-up).
+#
+#   DURATION=600 RATE=2000 scripts/soak.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-600}   # seconds
+RATE=${RATE:-2000}          # telemetry messages per second
+SAMPLE=${SAMPLE:-10}        # seconds between samples
+PORT=${PORT:-18091}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+brokers=$(scripts/kafka-broker.sh)
+cargo build --release --quiet --bin fleet-optimization
+bin=$TARGET/release/fleet-optimization
+work=$(mktemp -d)
+trap 'kill "$server" "$producer" 2>/dev/null || true; rm -rf "$work"' EXIT
+key="soak-admin-$(date +%s%N)"
+
+DATA_DIR=$work KAFKA_BROKERS=$brokers ADMIN_API_KEY=$key LOG_LEVEL=warn WINDOW_SECONDS=300 \
+    "$bin" serve --port "$PORT" 2>"$work/server.log" >/dev/null &
+server=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+
+KAFKA_BROKERS=$brokers "$bin" replay --to-kafka --generate $((RATE * (DURATION + 30))) \
+    --rate "$RATE" --seed "$(date +%s)" >"$work/producer.log" 2>&1 &
+producer=$!
+
+metric() {  # the value of a Prometheus counter, 0 if absent
+    curl -fs "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}' | tail -n1 | grep . || echo 0
+}
+
+echo "Soak: $RATE msg/s for ${DURATION}s through $brokers; $(nproc) cores"
+echo
+echo "| t (s) | RSS MiB | open fds | windows persisted | dead letters |"
+echo "|---:|---:|---:|---:|---:|"
+samples=()
+for ((t = SAMPLE; t <= DURATION; t += SAMPLE)); do
+    sleep "$SAMPLE"
+    kill -0 "$server" 2>/dev/null || { echo "soak: the service died; its log:" >&2; tail -n 20 "$work/server.log" >&2; exit 1; }
+    rss=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status")
+    fds=$(ls "/proc/$server/fd" | wc -l)
+    windows=$(metric pipeline_windows_total)
+    dead=$(metric pipeline_dead_letters_total)
+    echo "| $t | $rss | $fds | $windows | $dead |"
+    samples+=("$rss $fds")
+done
+
+# Flat: the last third's mean within 10 % (memory) and 5 descriptors of the middle third's.
+printf '%s\n' "${samples[@]}" | awk '
+    { rss[NR] = $1; fds[NR] = $2 }
+    END {
+        n = NR; a = int(n / 3); b = int(2 * n / 3)
+        for (i = a + 1; i <= b; i++) { mr += rss[i]; mf += fds[i] } mr /= (b - a); mf /= (b - a)
+        for (i = b + 1; i <= n; i++) { lr += rss[i]; lf += fds[i] } lr /= (n - b); lf /= (n - b)
+        flat = (lr <= mr * 1.10 && lf <= mf + 5)
+        printf "\nmiddle third: RSS %.1f MiB, %.1f fds; last third: RSS %.1f MiB, %.1f fds -> %s\n", mr, mf, lr, lf, flat ? "flat" : "GROWING"
+        exit flat ? 0 : 1
+    }'
