@@ -15,6 +15,10 @@ SAMPLE=${SAMPLE:-10}        # seconds between samples
 PORT=${PORT:-18091}
 TARGET=${CARGO_TARGET_DIR:-target}
 
+# A fresh broker (the test broker keeps data in memory): the service's
+# consumer group must not resume an earlier soak's backlog, whose later event
+# times would make this run's telemetry late.
+scripts/kafka-broker.sh stop
 brokers=$(scripts/kafka-broker.sh)
 cargo build --release --quiet --bin fleet-optimization
 bin=$TARGET/release/fleet-optimization
