@@ -214,11 +214,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let events: i64 = sqlx::query("SELECT COUNT(*) AS n FROM domain_events")
-            .fetch_one(&mut *tx)
+        // Whether any event exists (not a count: this runs at every start).
+        let empty = sqlx::query("SELECT seq FROM domain_events LIMIT 1")
+            .fetch_optional(&mut *tx)
             .await?
-            .try_get("n")?;
-        if events == 0 {
+            .is_none();
+        if empty {
             for (table, aggregate, columns) in SOURCED {
                 let sql = format!(
                     "INSERT INTO domain_events (at, aggregate, aggregate_id, fleet_id, kind, state) \
