@@ -57,20 +57,21 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             .sum();
         rest = &frac[digits..];
     }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
-        {
-            let (h, m) = (
-                rest.get(1..3)?.parse::<i64>().ok()?,
-                rest.get(4..6)?.parse::<i64>().ok()?,
-            );
+    // Bytes, not `str` slices: a multi-byte character in the offset must
+    // not land a slice inside it (that panicked), and each of `HH` and `MM`
+    // is exactly two digits (`str::parse` also took `+1` or `-5`).
+    let offset_min = match *rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            if ![h1, h2, m1, m2].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let two = |a: u8, b: u8| i64::from(a - b'0') * 10 + i64::from(b - b'0');
+            let (h, m) = (two(h1, h2), two(m1, m2));
             if h > 23 || m > 59 {
                 return None;
             }
-            (h * 60 + m) * if rest.starts_with('-') { -1 } else { 1 }
+            (h * 60 + m) * if sign == b'-' { -1 } else { 1 }
         }
         _ => return None,
     };
@@ -185,6 +186,29 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    /// Found by `fuzz/` (telemetry_decode): a multi-byte character inside
+    /// the offset panicked (a `str` slice inside it), and signs in place of
+    /// offset digits were accepted (`--5:30` as -05:30).
+    #[test]
+    fn malformed_offsets_are_rejected_without_panicking() {
+        for bad in [
+            "2019-03-04T08:15:00+0\u{e9}00",
+            "2019-03-04T08:15:00+\u{e9}:00",
+            "2019-03-04T08:15:00--5:30",
+            "2019-03-04T08:15:00+-1:00",
+            "2019-03-04T08:15:00++1:00",
+            "2019-03-04T08:15:00+01:-1",
+            "2019-03-04T08:15:00+01:+1",
+            "2019-03-04T08:15:00+01\u{e9}0",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_rfc3339("2019-03-04T13:45:00+05:30"),
+            Some(1_551_687_300_000)
+        );
     }
 
     #[test]

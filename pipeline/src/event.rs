@@ -410,4 +410,17 @@ mod tests {
             assert!(err.reason.contains(reason), "{} vs {reason}", err.reason);
         }
     }
+
+    /// Found by `fuzz/` (telemetry_decode): a multi-byte character in the
+    /// timestamp's offset panicked the decoder; a sign in place of an offset
+    /// digit was read as an offset.
+    #[test]
+    fn malformed_timestamp_offsets_are_dead_letters() {
+        let ok = r#"{"type":"vehicle","vehicle_id":"v","fleet_id":"f","ts":"2019-03-04T08:15:00Z","lat":40.75,"lon":-73.98,"state":"idle"}"#;
+        for offset in ["+0\u{e9}00", "+01\u{e9}0", "--5:30", "++1:00", "+01:-1"] {
+            let message = ok.replace("00Z", &format!("00{offset}"));
+            let err = decode(message.as_bytes(), NOW).expect_err(&message);
+            assert!(err.reason.starts_with("ts:"), "{message}: {}", err.reason);
+        }
+    }
 }
