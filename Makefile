@@ -13,7 +13,7 @@ export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 # Arguments for `make run`, e.g. make run ARGS="solve --input problem.json"
 ARGS ?=
 
-.PHONY: help dev-deps kafka clickhouse soak migrate run test test-integration test-load \
+.PHONY: help dev-deps kafka clickhouse soak fuzz migrate run test test-integration test-load \
         bench bench-pipeline bench-solver lint fmt-check clippy fmt
 
 help: ## List the targets
@@ -49,6 +49,9 @@ test-integration: dev-deps ## Integration tests only
 
 soak: dev-deps ## Soak test: the release service on the real broker for DURATION s (600) at RATE msg/s; RSS and fds must stay flat
 	scripts/soak.sh
+
+fuzz: ## Fuzz the telemetry decoders and the problem-file parser, FUZZ_SECONDS s (60) per target (nightly, cargo-fuzz)
+	scripts/fuzz.sh
 
 test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, hey and wrk): prints a table
 	scripts/load-test.sh
