@@ -411,6 +411,32 @@ mod tests {
         }
     }
 
+    /// Found by `fuzz/` (telemetry_decode): numbers serde_json's float
+    /// parser reads more than one ulp off (large exponents) or not at all
+    /// (overflow near `f64::MAX`) are left to serde_json, so the scanner
+    /// neither reads them differently nor accepts a message serde_json
+    /// rejects (`dropoff_lat` is not checked on a vehicle event).
+    #[test]
+    fn numbers_serde_json_reads_differently_are_left_to_it() {
+        let two_ulps =
+            r#"{"/4ypetype":"sd08T09:09;06Z","dropoff_lon":-73.972356000010000000000E080}"#;
+        assert!(crate::scan::scan(two_ulps).is_none());
+        let vehicle = r#"{"type":"vehicle","vehicle_id":"v","fleet_id":"f","ts":"2019-03-04T08:15:00Z","lat":40.75,"lon":-73.98,"state":"idle","dropoff_lat":1.7976931348623158e308}"#;
+        assert!(crate::scan::scan(vehicle).is_none());
+        let err = decode(vehicle.as_bytes(), NOW).unwrap_err();
+        assert!(err.reason.contains("out of range"), "{}", err.reason);
+        // An escape in an id takes the serde_json path: the same verdict.
+        let escaped = vehicle.replace(r#""v""#, r#""v""#);
+        assert_eq!(decode(escaped.as_bytes(), NOW).unwrap_err(), err);
+        // Ordinary coordinates, also at full precision, stay on the fast path;
+        // unknown fields' numbers are only skipped, whatever their size.
+        for number in ["40.75", "-73.97769800000001", "4075e-2", "0.000123", "90"] {
+            let text = format!(r#"{{"lat":{number},"x":1e999,"y":-12345678901234567890.5e-400}}"#);
+            let wire = crate::scan::scan(&text).expect(&text);
+            assert_eq!(wire.lat, number.parse().ok());
+        }
+    }
+
     /// Found by `fuzz/` (telemetry_decode): a multi-byte character in the
     /// timestamp's offset panicked the decoder; a sign in place of an offset
     /// digit was read as an offset.
