@@ -259,7 +259,31 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let Some(rule) = rule_for(&method, &route) else {
+    // HEAD is GET without the body (axum answers it with the GET handler).
+    let ruled = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let Some(rule) = rule_for(&ruled, &route) else {
+        // A route served with other methods: 405 naming them (RFC 9110),
+        // not a missing rule.
+        let allowed: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.path == route)
+            .map(|r| r.method)
+            .collect();
+        if !allowed.is_empty() {
+            let mut response = problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not served here; use {}", allowed.join(", ")),
+                None,
+            );
+            if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        }
         log(
             Level::Error,
             "route without an access rule refused",
