@@ -66,7 +66,7 @@ pub(crate) async fn create_key(
         Err(e) => return bad_json(e),
     };
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 200 {
+    if name.is_empty() || name.chars().count() > 200 {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "must be 1 to 200 characters",

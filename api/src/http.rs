@@ -231,11 +231,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             time_limit,
         ))
+        // After access control, so a refused write is still audited.
+        .route_layer(axum::middleware::from_fn(refuse_nul_in_body))
         // Every route passes access control (one place: `crate::access`).
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::authorize,
         ))
+        // Before access control: the audit log stores the path's id.
+        .route_layer(axum::middleware::from_fn(refuse_nul_in_url))
         .route_layer(axum::middleware::from_fn(telemetry::observe))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // gzip when the client accepts it and the body is worth it: small hot
@@ -254,6 +258,134 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(state)
+}
+
+/// Middleware: a path or query with a NUL character (`%00`) is 400 naming
+/// the parameter. No id or filter holds one, and PostgreSQL cannot even
+/// compare text with NUL (it used to answer 503), so both stores refuse it
+/// alike, before anything is looked up.
+async fn refuse_nul_in_url(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request.uri();
+    let field = if uri.path().contains("%00") {
+        Some("id".to_owned())
+    } else {
+        uri.query().and_then(|query| {
+            query
+                .split('&')
+                .find(|pair| pair.contains("%00"))
+                .map(|pair| {
+                    let name = pair.split('=').next().unwrap_or_default();
+                    percent_decode(name)
+                })
+        })
+    };
+    match field {
+        Some(field) => problem(
+            StatusCode::BAD_REQUEST,
+            "must not contain a NUL character (%00)",
+            Some(&field),
+        ),
+        None => next.run(request).await,
+    }
+}
+
+/// `%XX` escapes and `+` decoded, invalid UTF-8 replaced (for naming a field).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\0', "")
+}
+
+/// Middleware: a JSON body with a NUL character (`\u0000`) in any string is
+/// 422 naming the field (`problem.zones[1].id`, `[0].name`): no stored text
+/// may hold one, as PostgreSQL refuses it (it used to answer 503) and SQLite
+/// would keep it. The body is read within the same 2 MiB limit as handlers'.
+async fn refuse_nul_in_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::extract::FromRequest;
+    if !matches!(
+        *request.method(),
+        axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
+    ) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::Bytes::from_request(
+        axum::extract::Request::from_parts(parts.clone(), body),
+        &(),
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(e) => return problem(e.status(), e.body_text(), None),
+    };
+    // Only a body with the escape can hold a NUL (raw NUL is not JSON).
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+            if let Some(field) = nul_field(&value, String::new()) {
+                return problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "text must not contain a NUL character (\\u0000)",
+                    Some(&field),
+                );
+            }
+        }
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// The path of the first string (value or key) in `value` holding a NUL.
+fn nul_field(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(k, v)| nul_field(v, format!("{path}[{k}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, v)| {
+            let here = if path.is_empty() {
+                key.replace('\0', "")
+            } else {
+                format!("{path}.{}", key.replace('\0', ""))
+            };
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_field(v, here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// An RFC 7807 problem document.
@@ -410,7 +542,7 @@ async fn create_run(
         Err(e) => return bad_json(e),
     };
     for (field, value) in [("fleet_id", &body.fleet_id), ("name", &body.name)] {
-        if value.trim().is_empty() || value.len() > 200 {
+        if value.trim().is_empty() || value.chars().count() > 200 {
             return problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "must be 1 to 200 characters",
@@ -773,7 +905,7 @@ async fn update_run(
         (None, true) => {}
     }
     if let Some(name) = &body.name {
-        if name.trim().is_empty() || name.len() > 200 {
+        if name.trim().is_empty() || name.chars().count() > 200 {
             return problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "must be 1 to 200 characters",
@@ -1074,7 +1206,7 @@ async fn create_rebalancing(
     if let Some(k) = body
         .moves
         .iter()
-        .position(|m| m.vehicles == 0 || m.from == m.to || m.from.is_empty())
+        .position(|m| m.vehicles == 0 || m.from == m.to || m.from.is_empty() || m.to.is_empty())
     {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,

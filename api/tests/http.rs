@@ -1294,3 +1294,135 @@ async fn an_unserved_method_is_405_with_allow() {
     let head = client.head(format!("{base}/health")).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
 }
+
+/// "1 to 200 characters" counts characters, not UTF-8 bytes: 200 `é` (400
+/// bytes) are a valid name; 201 are not.
+#[tokio::test]
+async fn names_are_limited_in_characters_not_bytes() {
+    let store = stores().await.remove(0);
+    let base = spawn(AppState::new(store, 1)).await;
+    let client = admin_client();
+    let (ok, long) = ("é".repeat(200), "é".repeat(201));
+    for (name, expected) in [
+        (&ok, StatusCode::CREATED),
+        (&long, StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let resp = client
+            .post(format!("{base}{BASE}/runs"))
+            .json(&json!({"fleet_id": "nyc", "name": name, "problem": manhattan()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            expected,
+            "run name of {} chars",
+            name.chars().count()
+        );
+        let resp = client
+            .post(format!("{base}{BASE}/keys"))
+            .json(&json!({"name": name, "role": "viewer", "fleets": ["nyc"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            expected,
+            "key name of {} chars",
+            name.chars().count()
+        );
+    }
+}
+
+/// A move needs both zones: an empty `to` is 422 naming the move, like an
+/// empty `from` (it used to be accepted).
+#[tokio::test]
+async fn a_move_to_an_empty_zone_is_refused() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 1)).await;
+        let resp = admin_client()
+            .post(format!("{base}{BASE}/rebalancing"))
+            .json(&json!({"fleet_id": "nyc", "moves": [
+                {"from": "a", "to": "b", "vehicles": 1},
+                {"from": "a", "to": "", "vehicles": 1},
+            ]}))
+            .send()
+            .await
+            .unwrap();
+        let (status, field) = problem_field(resp).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("moves[1]"));
+    }
+}
+
+/// A NUL character in a path, query or body string is refused naming the
+/// field, on both stores alike (PostgreSQL used to answer 503: it cannot
+/// store or even compare text holding NUL), and nothing is stored; a
+/// refused write is still audited.
+#[tokio::test]
+async fn nul_characters_are_refused_naming_the_field() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 1)).await;
+        let client = admin_client();
+        let fleet = format!("fleet-{}", new_id());
+        for (url, field) in [
+            (format!("{base}{BASE}/runs/a%00b"), "id"),
+            (format!("{base}{BASE}/runs?fleet_id=a%00b"), "fleet_id"),
+            (format!("{base}{BASE}/audit?subject=%00"), "subject"),
+        ] {
+            let (status, got) = problem_field(client.get(&url).send().await.unwrap()).await;
+            assert_eq!(
+                (status, got.as_deref()),
+                (StatusCode::BAD_REQUEST, Some(field)),
+                "{url}"
+            );
+        }
+        let mut problem = manhattan();
+        problem["zones"][1]["id"] = json!("z\u{0}");
+        for (path, body, field) in [
+            (
+                "runs",
+                json!({"fleet_id": "a\u{0}b", "name": "n", "problem": manhattan()}),
+                "fleet_id",
+            ),
+            (
+                "runs",
+                json!({"fleet_id": fleet, "name": "n", "problem": problem}),
+                "problem.zones[1].id",
+            ),
+            (
+                "metrics",
+                json!([{"name": "m", "value": 1, "fleet_id": fleet, "labels": {"k": "\u{0}"}}]),
+                "[0].labels.k",
+            ),
+            (
+                "keys",
+                json!({"name": "k", "role": "viewer", "fleets": [fleet, "\u{0}"]}),
+                "fleets[1]",
+            ),
+        ] {
+            let resp = client
+                .post(format!("{base}{BASE}/{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, got) = problem_field(resp).await;
+            assert_eq!(
+                (status, got.as_deref()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+                "{body}"
+            );
+        }
+        let list: Value = get_json(&client, &format!("{base}{BASE}/runs?fleet_id={fleet}")).await;
+        assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
+        let audit: Value = get_json(&client, &format!("{base}{BASE}/audit?limit=500")).await;
+        let refused = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["outcome"] == 422)
+            .count();
+        assert!(refused >= 4, "{audit}");
+    }
+}
