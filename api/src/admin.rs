@@ -25,11 +25,11 @@ use crate::store::StoreError;
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKey {
     /// What the key is for, e.g. `dispatch-service`.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
-    /// viewer | operator | admin
+    #[schema(value_type = Role)]
     role: String,
-    /// `"*"` or a list of fleet ids.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::api_keys::fleets_schema)]
     fleets: Value,
 }
 
@@ -139,7 +139,10 @@ pub(crate) struct AuditQuery {
     /// RFC 3339 or epoch milliseconds.
     from: Option<String>,
     to: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the page before.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 

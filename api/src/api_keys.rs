@@ -42,6 +42,31 @@ pub fn hash_key(key: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref())
 }
 
+/// The schema of a key's `fleets`: `"*"` (all fleets) or a non-empty list
+/// of fleet ids.
+pub(crate) fn fleets_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["*"])),
+        )
+        .item(
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1)),
+                )
+                .min_items(Some(1)),
+        )
+        .description(Some(
+            "`\"*\"` (all fleets) or a non-empty list of fleet ids.",
+        ))
+        .into()
+}
+
 /// An API key as admins see it: never the secret, never its hash.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
@@ -49,10 +74,8 @@ pub struct ApiKey {
     pub name: String,
     /// The key's first characters, to tell keys apart.
     pub prefix: String,
-    #[schema(value_type = String)]
     pub role: Role,
-    /// `"*"` or a list of fleet ids.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = fleets_schema)]
     pub fleets: serde_json::Value,
     pub created_by: String,
     pub created_at: i64,

@@ -171,6 +171,112 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// Completes the document with what every operation can answer besides its
+/// handler's own responses, and gives problem documents their media type:
+/// - every error body (`ProblemDoc`) is `application/problem+json`, as served;
+/// - secured operations: 400 (bad input, e.g. a NUL character in a
+///   parameter), 401 (no or bad credentials), 403 (the role lacks the
+///   permission), 404 (a fleet or resource outside the caller's scope is
+///   answered like a missing one), 429 (rate limited, with `Retry-After`);
+/// - operations with a body: 413 (body over [`BODY_LIMIT`]), 415 (not
+///   `Content-Type: application/json`), 422 (a NUL character in a string);
+/// - every operation: 503 (a dependency is down, or the request outlived
+///   [`REQUEST_TIMEOUT`]).
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            schema::Type, ContentBuilder, Header, ObjectBuilder, Ref, RefOr, ResponseBuilder,
+        };
+        const PROBLEM: &str = "application/problem+json";
+        let problem_ref = || RefOr::Ref(Ref::from_schema_name("ProblemDoc"));
+        let problem_response = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                PROBLEM,
+                ContentBuilder::new().schema(Some(problem_ref())).build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                for response in op.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let is_problem = response
+                        .content
+                        .get("application/json")
+                        .is_some_and(|c| c.schema == Some(problem_ref()));
+                    if is_problem {
+                        if let Some(content) = response.content.shift_remove("application/json") {
+                            response.content.insert(PROBLEM.into(), content);
+                        }
+                    }
+                }
+                // `security(())` (public) is one empty requirement.
+                let public = op.security.as_ref().is_some_and(|reqs| {
+                    reqs.iter()
+                        .all(|r| serde_json::to_value(r).is_ok_and(|v| v == json!({})))
+                });
+                let mut common = Vec::new();
+                if !public {
+                    common.push((
+                        "400",
+                        problem_response("Bad input (field named): a malformed or mistyped body, a bad parameter, a NUL character"),
+                    ));
+                    common.push(("401", problem_response("No or bad credentials")));
+                    common.push((
+                        "403",
+                        problem_response("The caller's role lacks the permission"),
+                    ));
+                    common.push((
+                        "404",
+                        problem_response(
+                            "No such resource, or a fleet or resource outside the caller's scope",
+                        ),
+                    ));
+                    let retry_after = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
+                    common.push((
+                        "429",
+                        problem_response("Rate limited; retry after `Retry-After` seconds")
+                            .header("Retry-After", retry_after),
+                    ));
+                }
+                if op.request_body.is_some() {
+                    common.push(("413", problem_response("Body larger than 2 MiB")));
+                    common.push((
+                        "415",
+                        problem_response("Not `Content-Type: application/json`"),
+                    ));
+                    common.push((
+                        "422",
+                        problem_response(
+                            "Semantically invalid (field named), e.g. a NUL character in a string",
+                        ),
+                    ));
+                }
+                common.push((
+                    "503",
+                    problem_response("A dependency is down, or the request took longer than 30 s"),
+                ));
+                for (status, response) in common {
+                    op.responses
+                        .responses
+                        .entry(status.into())
+                        .or_insert_with(|| response.build().into());
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     modifiers(&SecuritySchemes),
@@ -182,6 +288,7 @@ impl utoipa::Modify for SecuritySchemes {
     components(schemas(
         ProblemDoc,
         crate::api_keys::ApiKey,
+        crate::auth::Role,
         crate::audit::AuditEntry,
         Run,
         RunStatus,
@@ -216,6 +323,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_audit))
         .split_for_parts();
+    // After the routes are in: `ApiDoc`'s own modifiers run before them.
+    let mut openapi = openapi;
+    utoipa::Modify::modify(&CommonResponses, &mut openapi);
     let document = Arc::new(openapi);
     api_routes
         .route(
@@ -496,7 +606,9 @@ where
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRun {
+    #[schema(min_length = 1, max_length = 200)]
     fleet_id: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     #[serde(default = "one_shot")]
     mode: RunMode,
@@ -506,9 +618,10 @@ struct CreateRun {
     constraints: Option<Constraints>,
     #[serde(default)]
     horizon: Option<HorizonSettings>,
-    /// The problem file (DESIGN.md 2.1); required until live zone state is available.
+    /// The problem file (DESIGN.md 2.1): required for a `one_shot` run until
+    /// live zone state is available; a `continuous` run takes none.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<fleet_engine::problem_file::ProblemFile>)]
     problem: Option<Value>,
 }
 
@@ -795,7 +908,10 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, Response> {
 struct ListQuery {
     fleet_id: Option<String>,
     status: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the page before.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
@@ -858,6 +974,7 @@ struct UpdateRun {
     #[serde(default)]
     status: Option<RunStatus>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[serde(default)]
     objectives: Option<ObjectiveWeights>,
@@ -866,7 +983,7 @@ struct UpdateRun {
     #[serde(default)]
     horizon: Option<HorizonSettings>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<fleet_engine::problem_file::ProblemFile>)]
     problem: Option<Value>,
 }
 
@@ -1084,9 +1201,20 @@ async fn get_recommendations(State(state): State<AppState>, Path(id): Path<Strin
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DecideRecommendations {
+    #[schema(min_items = 1)]
     ids: Vec<String>,
-    /// `rejected` or `expired`.
+    #[schema(value_type = Decision)]
     status: String,
+}
+
+/// An operator's decision on proposed recommendations (accepting is
+/// creating a rebalancing operation from them).
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // only described: the handler reads the string and names the field
+enum Decision {
+    Rejected,
+    Expired,
 }
 
 #[utoipa::path(post, path = "/api/v1/fleet-optimization/runs/{id}/recommendations", tag = "runs",
@@ -1162,6 +1290,7 @@ where
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRebalancing {
+    #[schema(min_length = 1)]
     fleet_id: String,
     #[serde(default)]
     run_id: Option<String>,
@@ -1324,21 +1453,41 @@ async fn delete_rebalancing(State(state): State<AppState>, Path(id): Path<String
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PointIn {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     name: String,
     value: f64,
     #[serde(default)]
     fleet_id: Option<String>,
-    /// RFC 3339 string or epoch milliseconds; default now.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = point_ts_schema)]
     ts: Option<Value>,
+    /// Label values are strings.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     labels: serde_json::Map<String, Value>,
 }
 
+/// A point's `ts`: an RFC 3339 time, epoch milliseconds, or null (now).
+fn point_ts_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("RFC 3339 time or epoch milliseconds; default now."))
+        .into()
+}
+
 /// `POST /metrics`: one point or an array of points, all or nothing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum PointsIn {
     One(PointIn),
@@ -1394,7 +1543,7 @@ fn check_point(k: usize, p: PointIn) -> Result<MetricPoint, Response> {
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/fleet-optimization/metrics", tag = "metrics", request_body = Vec<PointIn>,
+#[utoipa::path(post, path = "/api/v1/fleet-optimization/metrics", tag = "metrics", request_body = PointsIn,
     responses((status = 201, description = "`{accepted: n}`"), (status = 400, body = ProblemDoc), (status = 422, body = ProblemDoc)))]
 async fn ingest_metrics(
     State(state): State<AppState>,
@@ -1445,9 +1594,14 @@ async fn ingest_metrics(
 struct MetricsQuery {
     name: Option<String>,
     fleet_id: Option<String>,
+    /// RFC 3339 or epoch milliseconds.
     from: Option<String>,
+    /// RFC 3339 or epoch milliseconds (exclusive).
     to: Option<String>,
+    /// A duration: a whole number and `ms`, `s`, `m`, `h` or `d`.
+    #[param(pattern = "^0*[1-9][0-9]{0,8}(ms|s|m|h|d)?$")]
     bucket: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -52,8 +52,11 @@ impl RebalancingStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedMove {
+    #[schema(min_length = 1)]
     pub from: String,
+    #[schema(min_length = 1)]
     pub to: String,
+    #[schema(minimum = 1, maximum = 4_294_967_295_u32)]
     pub vehicles: u32,
 }
 

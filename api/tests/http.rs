@@ -1355,6 +1355,64 @@ async fn a_move_to_an_empty_zone_is_refused() {
     }
 }
 
+/// The OpenAPI document describes what is served: error bodies as
+/// `application/problem+json`; the 401/403/404/429/503 of the layers in
+/// front of every secured handler, and the 400/413/415 of every body; a key's
+/// `fleets` as `"*"` or a list; a metric point's `ts` as a time, epoch ms or
+/// null, and the body of `POST /metrics` as one point or a list.
+#[tokio::test]
+async fn openapi_document_describes_what_is_served() {
+    let store = stores().await.remove(0);
+    let base = spawn(AppState::new(store, 1)).await;
+    let doc: Value = get_json(&admin_client(), &format!("{base}/api/v1/openapi.json")).await;
+    let problem_ref = json!({"$ref": "#/components/schemas/ProblemDoc"});
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if let Some(content) = response.get("content").and_then(Value::as_object) {
+                    for (media, c) in content {
+                        if c["schema"] == problem_ref {
+                            assert_eq!(
+                                media, "application/problem+json",
+                                "{method} {path} {status}"
+                            );
+                        }
+                    }
+                }
+            }
+            let mut expected = vec!["503"];
+            if path != "/health" {
+                expected.extend(["401", "403", "404", "429"]);
+                assert!(responses["429"]["headers"].get("Retry-After").is_some());
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path}: no {status}"
+                );
+            }
+        }
+    }
+    assert!(operations >= 21, "{operations}");
+    let schemas = &doc["components"]["schemas"];
+    let fleets = &schemas["ApiKey"]["properties"]["fleets"]["oneOf"];
+    assert_eq!(fleets[0]["enum"], json!(["*"]), "{fleets}");
+    assert_eq!(fleets[1]["type"], "array", "{fleets}");
+    let ts = &schemas["PointIn"]["properties"]["ts"]["oneOf"];
+    let types: Vec<&Value> = ts.as_array().unwrap().iter().map(|t| &t["type"]).collect();
+    assert_eq!(types, [&json!("string"), &json!("integer"), &json!("null")]);
+    let body = &doc["paths"][format!("{BASE}/metrics")]["post"]["requestBody"];
+    let body = &body["content"]["application/json"]["schema"];
+    assert_eq!(body["$ref"], "#/components/schemas/PointsIn", "{body}");
+    assert_eq!(schemas["PointsIn"]["oneOf"].as_array().unwrap().len(), 2);
+}
+
 /// A NUL character in a path, query or body string is refused naming the
 /// field, on both stores alike (PostgreSQL used to answer 503: it cannot
 /// store or even compare text holding NUL), and nothing is stored; a

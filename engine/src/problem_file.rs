@@ -59,20 +59,26 @@ fn is_zero(v: &u32) -> bool {
 }
 
 /// A rebalancing problem as written in a problem file (DESIGN.md 2.1).
+/// The bounds in its OpenAPI schema are the ones `into_problem` enforces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProblemFile {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub zones: Vec<ZoneSpec>,
     pub travel: TravelSpec,
     pub costs: CostsSpec,
     /// Longest allowed move in km; absent = no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub max_move_km: Option<f64>,
     /// Restrict moves to the `k` nearest zones (sparse transshipment graph).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub neighbours: Option<usize>,
     /// Weights swept for the Pareto front (0 = no front). Default 9.
     #[serde(default = "default_pareto_points")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 101))] // MAX_PARETO_POINTS
     pub pareto_points: usize,
     /// Several periods instead of one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,21 +87,28 @@ pub struct ProblemFile {
 
 /// One zone of a problem file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ZoneSpec {
     /// Zone id, unique; a JSON number is accepted and kept as its decimal text.
     #[serde(deserialize_with = "zone_id")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = zone_id_schema))]
     pub id: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = -90.0, maximum = 90.0))]
     pub lat: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = -180.0, maximum = 180.0))]
     pub lon: f64,
     /// Idle vehicles in the zone now.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000))] // model::MAX_VEHICLES
     pub idle: u32,
     /// Vehicles wanted after moving. Required, except in a horizon whose
     /// `targets` are given (then it defaults to the first period's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000))]
     pub target: Option<u32>,
     /// Coverage floor (`<= target`); default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000))]
     pub min_vehicles: u32,
     /// Horizon only: the target of each period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +146,20 @@ impl ZoneSpec {
     }
 }
 
+/// A zone id's schema: a non-empty string or an integer.
+#[cfg(feature = "openapi")]
+fn zone_id_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Integer))
+        .into()
+}
+
 /// Accepts `"161"` or `161` as a zone id.
 fn zone_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct Id;
@@ -158,12 +185,17 @@ fn zone_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 /// (great-circle km times `f`, default 1) or `{"matrix_km": [[...]]}` (n x n,
 /// row = from, in `zones` order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TravelSpec {
+    /// `haversine`, the only metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^haversine$"))]
     pub metric: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1.0, maximum = 10.0))]
     pub detour_factor: Option<f64>,
+    /// n x n km, row = from, in `zones` order; values >= 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix_km: Option<Vec<Vec<f64>>>,
 }
@@ -181,10 +213,14 @@ impl TravelSpec {
 
 /// Money per unit of each objective.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CostsSpec {
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1e6))]
     pub per_km: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1e6))]
     pub unmet_penalty: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1e6))]
     pub coverage_penalty: f64,
 }
 
@@ -201,10 +237,14 @@ impl From<Costs> for CostsSpec {
 /// A multi-period horizon: `periods` periods of `period_minutes`; a move of
 /// `d` km takes `ceil(d / speed_kmh * 60 / period_minutes)` periods.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HorizonSpec {
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     pub period_minutes: f64,
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     pub speed_kmh: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))] // MAX_PERIODS
     pub periods: usize,
 }
 

@@ -15,12 +15,15 @@ use crate::problem_file::{HorizonSpec, ProblemFile};
 pub struct ObjectiveWeights {
     /// Weight of driving cost (`costs.per_km`).
     #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub cost: f64,
     /// Weight of unmet targets (`costs.unmet_penalty`).
     #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub service: f64,
     /// Weight of coverage shortfall (`costs.coverage_penalty`).
     #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub coverage: f64,
 }
 
@@ -45,10 +48,12 @@ impl Default for ObjectiveWeights {
 pub struct Constraints {
     /// Longest move in km; the stricter of this and the problem's own limit applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub max_move_km: Option<f64>,
     /// Most money the plan's moves may cost in total (see
     /// [`crate::optimize::optimize_within_budget`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub budget: Option<f64>,
     /// Coverage floor: vehicles every zone should keep (never above the
     /// zone's target); raises, never lowers, a zone's own floor.
@@ -62,10 +67,14 @@ pub struct Constraints {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HorizonSettings {
+    /// Periods planned, 1 to [`crate::problem_file::MAX_PERIODS`] (1000).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub periods: usize,
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     pub period_minutes: f64,
     /// Driving speed for move durations; default the problem's, else 30 km/h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     pub speed_kmh: Option<f64>,
 }
 
