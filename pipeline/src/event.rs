@@ -426,8 +426,9 @@ mod tests {
         let err = decode(vehicle.as_bytes(), NOW).unwrap_err();
         assert!(err.reason.contains("out of range"), "{}", err.reason);
         // An escape in an id takes the serde_json path: the same verdict.
-        let escaped = vehicle.replace(r#""v""#, r#""v""#);
-        assert_eq!(decode(escaped.as_bytes(), NOW).unwrap_err(), err);
+        let escaped = vehicle.replace(r#""v""#, r#""\u0076""#);
+        let slow = decode(escaped.as_bytes(), NOW).unwrap_err();
+        assert!(slow.reason.contains("out of range"), "{}", slow.reason);
         // Ordinary coordinates, also at full precision, stay on the fast path;
         // unknown fields' numbers are only skipped, whatever their size.
         for number in ["40.75", "-73.97769800000001", "4075e-2", "0.000123", "90"] {
