@@ -1455,6 +1455,7 @@ async fn delete_rebalancing(State(state): State<AppState>, Path(id): Path<String
 struct PointIn {
     #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     name: String,
+    #[schema(minimum = -1e15, maximum = 1e15)]
     value: f64,
     #[serde(default)]
     fleet_id: Option<String>,
@@ -1479,7 +1480,9 @@ fn point_ts_schema() -> utoipa::openapi::schema::Schema {
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(-METRIC_LIMIT))
+                .maximum(Some(METRIC_LIMIT)),
         )
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some("RFC 3339 time or epoch milliseconds; default now."))
@@ -1493,6 +1496,13 @@ enum PointsIn {
     One(PointIn),
     Many(Vec<PointIn>),
 }
+
+/// Largest magnitude of a metric point's `value`, of its `ts` in epoch
+/// milliseconds (~31,700 years either side of 1970, beyond every RFC 3339
+/// time) and of an aggregation bucket in ms. Sums of values and bucket starts
+/// then stay within f64 and i64: PostgreSQL refused to add two values near
+/// f64::MAX (503), SQLite answered a null sum.
+pub const METRIC_LIMIT: f64 = 1e15;
 
 /// Checks a posted point; the error names the field (`[k].name`).
 #[allow(clippy::result_large_err)] // the error is the response itself, returned at once
@@ -1515,8 +1525,8 @@ fn check_point(k: usize, p: PointIn) -> Result<MetricPoint, Response> {
             "1 to 200 letters, digits, `_`, `.`, `:` or `-`",
         ));
     }
-    if !p.value.is_finite() {
-        return Err(invalid("value", "must be a finite number"));
+    if !(p.value.is_finite() && p.value.abs() <= METRIC_LIMIT) {
+        return Err(invalid("value", "must be a number within ±1e15"));
     }
     if let Some((key, _)) = p.labels.iter().find(|(_, v)| !v.is_string()) {
         return Err(invalid(
@@ -1528,7 +1538,8 @@ fn check_point(k: usize, p: PointIn) -> Result<MetricPoint, Response> {
         None => now_ms(),
         Some(Value::Number(n)) => n
             .as_i64()
-            .ok_or_else(|| invalid("ts", "epoch milliseconds must be an integer"))?,
+            .filter(|ms| ms.unsigned_abs() <= METRIC_LIMIT as u64)
+            .ok_or_else(|| invalid("ts", "epoch milliseconds must be an integer within ±1e15"))?,
         Some(Value::String(s)) => {
             parse_rfc3339(s).ok_or_else(|| invalid("ts", "not an RFC 3339 timestamp"))?
         }
@@ -1598,8 +1609,9 @@ struct MetricsQuery {
     from: Option<String>,
     /// RFC 3339 or epoch milliseconds (exclusive).
     to: Option<String>,
-    /// A duration: a whole number and `ms`, `s`, `m`, `h` or `d`.
-    #[param(pattern = "^0*[1-9][0-9]{0,8}(ms|s|m|h|d)?$")]
+    /// A duration: a whole number and `ms` (the default), `s`, `m`, `h` or
+    /// `d`; more than 0 and at most 1e15 ms.
+    #[param(pattern = "^[0-9]+(ms|s|m|h|d)?$")]
     bucket: Option<String>,
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
@@ -1673,10 +1685,11 @@ async fn query_metrics(
         to,
     };
     let answer = if let Some(b) = q.bucket.as_deref() {
-        let Some(bucket_ms) = parse_duration_ms(b) else {
+        let bucket_ms = parse_duration_ms(b).filter(|&ms| ms as f64 <= METRIC_LIMIT);
+        let Some(bucket_ms) = bucket_ms else {
             return problem(
                 StatusCode::BAD_REQUEST,
-                "a duration such as 30s, 5m, 1h or 1d",
+                "a duration such as 30s, 5m, 1h or 1d, at most 1e15 ms",
                 Some("bucket"),
             );
         };

@@ -1484,3 +1484,66 @@ async fn nul_characters_are_refused_naming_the_field() {
         assert!(refused >= 4, "{audit}");
     }
 }
+
+/// Metric values, epoch-ms times and buckets are bounded by 1e15 (beyond:
+/// 422 naming the point's field, 400 for the bucket). Two values near
+/// f64::MAX used to be stored, and aggregating them failed on PostgreSQL (503
+/// "value out of range: overflow") while SQLite answered a null sum. At the
+/// limits, aggregation works on both stores.
+#[tokio::test]
+async fn metric_values_and_times_are_bounded_so_aggregates_cannot_overflow() {
+    for store in stores().await {
+        let base = spawn(AppState::new(store, 1)).await;
+        let client = admin_client();
+        let fleet = format!("fleet-{}", new_id());
+        let url = format!("{base}{BASE}/metrics");
+        for (point, field) in [
+            (
+                json!({"name": "big", "value": 1e300, "fleet_id": fleet}),
+                "[0].value",
+            ),
+            (
+                json!({"name": "big", "value": 1, "ts": i64::MIN, "fleet_id": fleet}),
+                "[0].ts",
+            ),
+        ] {
+            let resp = client.post(&url).json(&point).send().await.unwrap();
+            let (status, got) = problem_field(resp).await;
+            assert_eq!(
+                (status, got.as_deref()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(field))
+            );
+        }
+        let (far, value) = (1_000_000_000_000_000_i64, 1e15);
+        let points = json!([
+            {"name": "big", "value": value, "ts": far, "fleet_id": fleet},
+            {"name": "big", "value": value, "ts": far, "fleet_id": fleet},
+            {"name": "big", "value": -value, "ts": -far, "fleet_id": fleet},
+        ]);
+        let resp = client.post(&url).json(&points).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        for bucket in ["1", "1d", "1000000000000000ms"] {
+            let query = format!("{url}?fleet_id={fleet}&bucket={bucket}");
+            let resp = client.get(&query).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "bucket {bucket}");
+            let body: Value = resp.json().await.unwrap();
+            let sum: f64 = body["buckets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["sum"].as_f64().unwrap())
+                .sum();
+            assert_eq!(sum, value, "{body}");
+        }
+        let resp = client
+            .get(format!("{url}?bucket=1000000000000001ms"))
+            .send()
+            .await
+            .unwrap();
+        let (status, field) = problem_field(resp).await;
+        assert_eq!(
+            (status, field.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("bucket"))
+        );
+    }
+}
