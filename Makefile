@@ -14,7 +14,7 @@ export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 ARGS ?=
 
 .PHONY: help dev-deps kafka clickhouse soak fuzz migrate run test test-integration test-load \
-        bench bench-pipeline bench-solver lint fmt-check clippy fmt
+        schemathesis bench bench-pipeline bench-solver lint fmt-check clippy fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -41,6 +41,7 @@ test: dev-deps ## All tests: unit, integration, doctests, and benches run once i
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	CARGO=$(CARGO) scripts/test-arroyo-udfs.sh
+	scripts/schemathesis.sh
 
 test-integration: dev-deps ## Integration tests only
 	scripts/kafka-broker.sh >/dev/null
@@ -52,6 +53,9 @@ soak: dev-deps ## Soak test: the release service on the real broker for DURATION
 
 fuzz: ## Fuzz the telemetry decoders and the problem-file parser, FUZZ_SECONDS s (60) per target (nightly, cargo-fuzz)
 	scripts/fuzz.sh
+
+schemathesis: dev-deps ## API robustness: schemathesis against the service's own OpenAPI document (SQLite, then PostgreSQL)
+	scripts/schemathesis.sh
 
 test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, hey and wrk): prints a table
 	scripts/load-test.sh
