@@ -597,6 +597,7 @@ impl<'a> Simulator<'a> {
             start_ms: end_ms - self.window_ms,
             end_ms,
             zones: rows,
+            vehicles: Vec::new(),
         };
         self.window_requests.iter_mut().for_each(|r| *r = 0);
         let c = self.continuous.as_mut().expect("continuous mode");

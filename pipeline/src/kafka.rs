@@ -40,6 +40,7 @@ pub struct Topics {
     pub telemetry: String,
     pub recommendations: String,
     pub dlq: String,
+    pub events: String,
 }
 
 impl Default for Topics {
@@ -48,6 +49,7 @@ impl Default for Topics {
             telemetry: TELEMETRY_TOPIC.into(),
             recommendations: RECOMMENDATIONS_TOPIC.into(),
             dlq: DLQ_TOPIC.into(),
+            events: EVENTS_TOPIC.into(),
         }
     }
 }
@@ -60,11 +62,22 @@ impl Topics {
             telemetry: format!("{prefix}.{}", d.telemetry),
             recommendations: format!("{prefix}.{}", d.recommendations),
             dlq: format!("{prefix}.{}", d.dlq),
+            events: format!("{prefix}.{}", d.events),
         }
     }
 
-    pub fn all(&self) -> [&str; 3] {
-        [&self.telemetry, &self.recommendations, &self.dlq]
+    /// The default names, or under `prefix.` when one is given.
+    pub fn named(prefix: Option<&str>) -> Self {
+        prefix.map_or_else(Topics::default, Topics::prefixed)
+    }
+
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.telemetry,
+            &self.recommendations,
+            &self.dlq,
+            &self.events,
+        ]
     }
 }
 
@@ -158,7 +171,26 @@ pub struct KafkaSource {
     topic: String,
     /// How long a batch waits for more messages after the first.
     linger: Duration,
+    /// Where receive errors the consumer recovers from are reported.
+    health: crate::health::Health,
+    /// Every partition of the topic (from the broker's metadata), and when
+    /// to ask again.
+    topic_partitions: Vec<i32>,
+    ask_at: Option<std::time::Instant>,
 }
+
+/// How often the topic's partition list is refreshed (partitions can be added).
+const METADATA_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether librdkafka recovers from `e` by itself (a broker that is down or
+/// restarting, a topic that is being re-created): the source then waits and
+/// receives again, keeping its place, instead of failing the pipeline.
+fn transient(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(e, rdkafka::error::KafkaError::MessageConsumption(_))
+}
+
+/// Component name of the consumer in [`crate::health::Health`].
+pub const SOURCE_COMPONENT: &str = "kafka-source";
 
 impl KafkaSource {
     pub fn new(brokers: &str, group: &str, topic: &str) -> Result<Self, String> {
@@ -200,7 +232,45 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             topic: topic.to_owned(),
             linger: Duration::from_millis(5),
+            health: Default::default(),
+            topic_partitions: Vec::new(),
+            ask_at: None,
         })
+    }
+
+    /// Reports receive errors it retries to `health`.
+    pub fn with_health(mut self, health: crate::health::Health) -> Self {
+        self.health = health;
+        self
+    }
+}
+
+impl KafkaSource {
+    /// Asks the broker for the topic's partitions (kept on failure: the
+    /// next batch asks again).
+    async fn refresh_partitions(&mut self) {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let asked = tokio::task::spawn_blocking(move || {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .ok()?;
+            let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            (!ids.is_empty()).then_some(ids)
+        })
+        .await
+        .ok()
+        .flatten();
+        let now = std::time::Instant::now();
+        self.ask_at = Some(match asked {
+            Some(ids) => {
+                self.topic_partitions = ids;
+                now + METADATA_EVERY
+            }
+            None => now + Duration::from_secs(5),
+        });
     }
 }
 
@@ -223,11 +293,23 @@ impl Source for KafkaSource {
                 ));
                 data.extend_from_slice(payload);
             };
-            let first = self
-                .consumer
-                .recv()
-                .await
-                .map_err(|e| kafka_error("receive", e))?;
+            if self.ask_at.is_none_or(|at| at <= std::time::Instant::now()) {
+                self.refresh_partitions().await;
+            }
+            let mut backoff = crate::health::Backoff::default();
+            let first = loop {
+                match self.consumer.recv().await {
+                    Ok(m) => break m,
+                    Err(e) if transient(&e) => {
+                        let wait = backoff.next_wait();
+                        self.health
+                            .failed(SOURCE_COMPONENT, &kafka_error("receive", e), wait);
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) => return Err(kafka_error("receive", e)),
+                }
+            };
+            self.health.recovered(SOURCE_COMPONENT);
             take(&first, &mut data, &mut read);
             drop(first);
             let deadline = tokio::time::Instant::now() + self.linger;
@@ -244,6 +326,8 @@ impl Source for KafkaSource {
                 };
                 match next {
                     Ok(m) => take(&m, &mut data, &mut read),
+                    // Deliver what was read; the next batch meets the error.
+                    Err(e) if transient(&e) => break,
                     Err(e) => return Err(kafka_error("receive", e)),
                 }
             }
@@ -260,6 +344,10 @@ impl Source for KafkaSource {
     }
 
     fn partitions(&self) -> Option<Vec<i32>> {
+        if !self.topic_partitions.is_empty() {
+            return Some(self.topic_partitions.clone());
+        }
+        // Until the metadata answers: the assigned ones.
         let assigned = self.consumer.assignment().ok()?;
         Some(
             assigned

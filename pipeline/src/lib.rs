@@ -14,6 +14,7 @@ pub use datafusion;
 pub mod backtest;
 pub mod clickhouse_sink;
 pub mod event;
+pub mod health;
 pub mod kafka;
 pub mod nyc;
 pub mod parquet_sink;

@@ -306,6 +306,7 @@ mod tests {
                     unserved: (requests - idle).max(0),
                 })
                 .collect(),
+            vehicles: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::event::decode_ref;
+use crate::health::{Backoff, Health};
 use crate::rebalance::{ContinuousRebalancer, RebalanceConfig};
 use crate::sink::{DeadLetter, FleetCheckpoint, Sink, WindowOutput};
 use crate::source::{Committer, Position, Source};
@@ -33,6 +34,8 @@ pub struct PipelineStats {
     pub dead_letters: u64,
     pub late: u64,
     pub unzoned_requests: u64,
+    /// Messages delivered again after a rebalance, skipped.
+    pub redelivered: u64,
     pub windows: u64,
     pub recommendations: u64,
 }
@@ -66,6 +69,10 @@ struct PartitionState {
     partition: i32,
     /// Newest event time seen (see [`Pipeline::progress`]).
     newest: Option<i64>,
+    /// Highest offset processed: a message at or below it is a redelivery
+    /// (a consumer-group rebalance resumes from the committed offset while
+    /// the events after it are already in the windows) and is skipped.
+    processed: Option<i64>,
     /// Runs `(first offset, last offset, what)` in offset order, not yet
     /// committable.
     pending: VecDeque<(i64, i64, Pending)>,
@@ -103,6 +110,52 @@ pub struct Pipeline {
     stats: PipelineStats,
     /// Wall clock in ms (a function, so tests control it).
     clock: fn() -> i64,
+    /// Which sink is failing, while its write is retried.
+    health: Health,
+    /// Turns true when the run is asked to stop: ends a retry wait.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// One write to a sink (retried as a whole until it succeeds).
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Window(&'a WindowOutput),
+    DeadLetters(&'a [DeadLetter]),
+}
+
+/// Writes to `sink` until it succeeds, waiting [`Backoff`] between
+/// attempts and reporting to `health`; gives up only when the run stops
+/// (the write is then replayed after the restart: nothing was committed
+/// past it).
+async fn write_retrying(
+    sink: &mut dyn Sink,
+    write: Write<'_>,
+    health: &Health,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut backoff = Backoff::default();
+    loop {
+        let result = match write {
+            Write::Window(out) => sink.write_window(out).await,
+            Write::DeadLetters(letters) => sink.write_dead_letters(letters).await,
+        };
+        let error = match result {
+            Ok(()) => {
+                health.recovered(sink.name());
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let wait = backoff.next_wait();
+        health.failed(sink.name(), &error, wait);
+        let mut stop = stopping.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => {
+                return Err(format!("sink {}: {error} (stopped while retrying)", sink.name()))
+            }
+        }
+    }
 }
 
 fn wall_clock_ms() -> i64 {
@@ -130,7 +183,15 @@ impl Pipeline {
             resume: HashMap::new(),
             stats: PipelineStats::default(),
             clock: wall_clock_ms,
+            health: Health::default(),
+            stopping: tokio::sync::watch::channel(false).1,
         })
+    }
+
+    /// Reports failing sinks to `health` (the service's `/health`).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Continue a fleet after a restart from its last persisted checkpoint:
@@ -199,6 +260,14 @@ impl Pipeline {
             {
                 part = self.partition_index(partition);
             }
+            if let Some(p) = m.position {
+                let state = &mut self.partitions[part];
+                if state.processed.is_some_and(|done| p.offset <= done) {
+                    self.stats.redelivered += 1;
+                    continue;
+                }
+                state.processed = Some(p.offset);
+            }
             let invalid = match decode_ref(&m.payload, now) {
                 Ok(event) => {
                     // Messages of one fleet come in runs: skip the map lookup.
@@ -241,9 +310,13 @@ impl Pipeline {
         if !dead.is_empty() {
             self.stats.dead_letters += dead.len() as u64;
             for sink in &mut self.sinks {
-                sink.write_dead_letters(&dead)
-                    .await
-                    .map_err(|e| format!("sink {}: {e}", sink.name()))?;
+                write_retrying(
+                    sink.as_mut(),
+                    Write::DeadLetters(&dead),
+                    &self.health,
+                    &self.stopping,
+                )
+                .await?;
             }
         }
         touched.sort_unstable();
@@ -251,7 +324,7 @@ impl Pipeline {
             let progress = self.progress(assigned.as_deref());
             let closed = self.fleets[f].window.flush(progress).await?;
             let closed_at = std::time::Instant::now();
-            for window in closed {
+            for mut window in closed {
                 let fleet = &mut self.fleets[f];
                 let plan = fleet
                     .rebalancer
@@ -260,7 +333,7 @@ impl Pipeline {
                 self.stats.recommendations += plan.changed.len() as u64;
                 let checkpoint = FleetCheckpoint {
                     closed_until: window.end_ms,
-                    vehicles: fleet.window.vehicles(),
+                    vehicles: std::mem::take(&mut window.vehicles),
                     demand: fleet.rebalancer.demand(),
                     plan: plan.moves.clone(),
                 };
@@ -272,9 +345,13 @@ impl Pipeline {
                     closed_at,
                 };
                 for sink in &mut self.sinks {
-                    sink.write_window(&out)
-                        .await
-                        .map_err(|e| format!("sink {}: {e}", sink.name()))?;
+                    write_retrying(
+                        sink.as_mut(),
+                        Write::Window(&out),
+                        &self.health,
+                        &self.stopping,
+                    )
+                    .await?;
                 }
             }
         }
@@ -293,6 +370,7 @@ impl Pipeline {
                 self.partitions.push(PartitionState {
                     partition,
                     newest: None,
+                    processed: None,
                     pending: VecDeque::new(),
                 });
                 self.partitions.len() - 1
@@ -301,8 +379,8 @@ impl Pipeline {
     }
 
     /// Event-time progress: the least of the partitions' newest event times
-    /// (every assigned partition must have delivered one), so that events
-    /// of a partition that lags are not late when they arrive.
+    /// (every partition the source names must have delivered one), so that
+    /// events of a partition that lags are not late when they arrive.
     fn progress(&self, assigned: Option<&[i32]>) -> Option<i64> {
         let newest = |p: i32| {
             self.partitions
@@ -405,8 +483,12 @@ impl Pipeline {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<PipelineStats, String> {
         tokio::pin!(stop);
+        // A stop during a batch lets the batch finish (its closed windows
+        // are written and committed) but ends any wait for a failing sink.
+        let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+        self.stopping = stop_seen;
         let mut committed: HashMap<i32, i64> = HashMap::new();
-        loop {
+        while !*stopping.borrow() {
             // A stop wins over a batch that is also ready.
             let next = tokio::select! {
                 biased;
@@ -415,7 +497,18 @@ impl Pipeline {
             };
             let Some(next) = next else { break }; // the source ended
             let Batch { messages, assigned } = next?;
-            let commit = self.process(messages, assigned).await?;
+            let commit = {
+                let batch = self.process(messages, assigned);
+                tokio::pin!(batch);
+                loop {
+                    tokio::select! {
+                        done = &mut batch => break done,
+                        _ = &mut stop, if !*stopping.borrow() => {
+                            let _ = stopping.send(true);
+                        }
+                    }
+                }
+            }?;
             if !commit.is_empty() {
                 committer.commit(&commit).await?;
                 committed.extend(commit.iter().map(|p| (p.partition, p.offset)));

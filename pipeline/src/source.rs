@@ -43,8 +43,11 @@ pub trait Source: Send {
     /// The handle that commits this source's positions.
     fn committer(&self) -> Arc<dyn Committer>;
 
-    /// The partitions this reader is assigned, when it knows (event time
-    /// advances only when each has delivered an event); `None`: all seen.
+    /// Every partition of what this source reads, when it knows (event time
+    /// advances only when each has delivered an event: a window of a fleet
+    /// whose events spread over all partitions must wait for all of them,
+    /// also while a consumer-group rebalance assigns this reader only some);
+    /// `None`: all seen.
     fn partitions(&self) -> Option<Vec<i32>> {
         None
     }

@@ -83,6 +83,13 @@ pub struct ClosedWindow {
     pub start_ms: i64,
     pub end_ms: i64,
     pub zones: Vec<ZoneWindow>,
+    /// Every vehicle's last report as of `end_ms`: what a checkpoint of this
+    /// window must hold. (Taken at the close: when one batch closes several
+    /// windows, the operator's vehicles are already those of the last one,
+    /// and a restart from an earlier window's checkpoint would start from
+    /// later vehicle states.)
+    #[serde(skip)]
+    pub vehicles: Vec<VehicleSnapshot>,
 }
 
 /// Counters a window operator keeps.
@@ -599,6 +606,7 @@ impl WindowOperator {
             start_ms: start,
             end_ms: end,
             zones,
+            vehicles: self.vehicles(),
         })
     }
 }

@@ -226,3 +226,48 @@ async fn analytics_rows_land_in_parquet_and_datafusion_reads_them_back() {
     assert!(recs.contains(&format!("| {changed} ")), "{recs}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A consumer-group rebalance resumes a partition from its committed offset
+/// although the events after it are already in the windows: delivered
+/// again, they are skipped, and windows stay equal to a single delivery.
+#[tokio::test]
+async fn messages_delivered_again_after_a_rebalance_count_once() {
+    use fleet_pipeline::source::{Message, Position};
+    let (zones, events) = nyc_events(2);
+    let messages: Vec<Message> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Message {
+            payload: e.to_json().into_bytes().into(),
+            position: Some(Position {
+                partition: 0,
+                offset: i as i64,
+            }),
+        })
+        .collect();
+    let run = |batches: Vec<Vec<Message>>| {
+        let zones = zones.clone();
+        async move {
+            let sink = MemorySink::default();
+            let mut p = pipeline(zones, &sink);
+            for batch in batches {
+                p.process(batch, Some(vec![0])).await.unwrap();
+            }
+            (sink.collected().windows, p.stats())
+        }
+    };
+    let (once, _) = run(vec![messages.clone()]).await;
+    // Two thirds, then from a third again (as from a committed offset) to the end.
+    let (third, two_thirds) = (messages.len() / 3, 2 * messages.len() / 3);
+    let (again, stats) = run(vec![
+        messages[..two_thirds].to_vec(),
+        messages[third..].to_vec(),
+    ])
+    .await;
+    assert!(once.len() > 20);
+    assert_eq!(stats.redelivered, (two_thirds - third) as u64);
+    assert_eq!(once.len(), again.len());
+    for (a, b) in once.iter().zip(&again) {
+        assert_eq!(a.window, b.window);
+    }
+}
