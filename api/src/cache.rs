@@ -1,9 +1,12 @@
 //! A cache for hot reads: Redis when `REDIS_ADDR` is set, an in-process
 //! map otherwise. Values are JSON text with a time to live; writers
 //! invalidate the keys they make stale. A cache failure is never an error
-//! for the caller: reads fall through to the database.
+//! for the caller: reads fall through to the database. An invalidation
+//! that fails (Redis down or unreachable) is owed: it is retried before the
+//! cache is read again, and until it succeeds reads skip the cache, so an
+//! outage never leaves a stale entry to be served afterwards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,68 @@ const MEMORY_CAPACITY: usize = 10_000;
 #[derive(Clone)]
 pub enum Cache {
     Memory(Arc<MemoryCache>),
-    Redis(ConnectionManager),
+    Redis(RedisCache),
+}
+
+/// Redis, and the invalidations it still owes.
+#[derive(Clone)]
+pub struct RedisCache {
+    manager: ConnectionManager,
+    owed: Arc<Mutex<Owed>>,
+}
+
+/// Invalidations that failed: keys to delete, generation scopes to bump.
+#[derive(Default)]
+struct Owed {
+    keys: BTreeSet<String>,
+    scopes: BTreeSet<String>,
+}
+
+/// How long one Redis command or connection attempt may take: a cache that
+/// does not answer must not hold up a request (reads then use the database).
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl RedisCache {
+    fn conn(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    fn owed(&self) -> std::sync::MutexGuard<'_, Owed> {
+        self.owed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pays what is owed; true when nothing is owed any more (the cache
+    /// may be used).
+    async fn settle(&self) -> bool {
+        let (keys, scopes) = {
+            let owed = self.owed();
+            if owed.keys.is_empty() && owed.scopes.is_empty() {
+                return true;
+            }
+            (
+                owed.keys.iter().cloned().collect::<Vec<_>>(),
+                owed.scopes.iter().cloned().collect::<Vec<_>>(),
+            )
+        };
+        let mut pipe = redis::pipe();
+        if !keys.is_empty() {
+            pipe.del(&keys).ignore();
+        }
+        for scope in &scopes {
+            pipe.incr(generation_key(scope), 1).ignore();
+        }
+        if pipe.query_async::<()>(&mut self.conn()).await.is_err() {
+            return false;
+        }
+        let mut owed = self.owed();
+        for key in &keys {
+            owed.keys.remove(key);
+        }
+        for scope in &scopes {
+            owed.scopes.remove(scope);
+        }
+        owed.keys.is_empty() && owed.scopes.is_empty()
+    }
 }
 
 /// The in-process cache: entries with expiry, and generation counters that
@@ -51,12 +115,23 @@ impl Cache {
         };
         let client =
             redis::Client::open(url).map_err(|e| format!("REDIS_ADDR is not usable: {e}"))?;
-        let manager = client.get_connection_manager().await.map_err(|e| {
-            format!(
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(REDIS_TIMEOUT);
+        let manager = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| {
+                format!(
                 "cannot reach Redis: {e}; check REDIS_ADDR or unset it for the in-process cache"
             )
-        })?;
-        Ok(Cache::Redis(manager))
+            })?;
+        Ok(Cache::Redis(RedisCache {
+            manager,
+            owed: Arc::default(),
+        }))
     }
 
     /// `embedded` or `redis`, as `/health` reports it.
@@ -71,8 +146,8 @@ impl Cache {
     pub async fn ping(&self) -> bool {
         match self {
             Cache::Memory(_) => true,
-            Cache::Redis(m) => redis::cmd("PING")
-                .query_async::<String>(&mut m.clone())
+            Cache::Redis(r) => redis::cmd("PING")
+                .query_async::<String>(&mut r.conn())
                 .await
                 .is_ok(),
         }
@@ -85,7 +160,12 @@ impl Cache {
                 let (value, expires) = map.get(key)?;
                 (*expires > Instant::now()).then(|| value.clone())
             }
-            Cache::Redis(m) => m.clone().get::<_, Option<String>>(key).await.ok().flatten(),
+            Cache::Redis(r) => {
+                if !r.settle().await {
+                    return None;
+                }
+                r.conn().get::<_, Option<String>>(key).await.ok().flatten()
+            }
         }
     }
 
@@ -103,8 +183,10 @@ impl Cache {
                     map.insert(key.to_owned(), (value.to_owned(), Instant::now() + TTL));
                 }
             }
-            Cache::Redis(m) => {
-                let _: Result<(), _> = m.clone().set_ex(key, value, TTL.as_secs()).await;
+            Cache::Redis(r) => {
+                if r.settle().await {
+                    let _: Result<(), _> = r.conn().set_ex(key, value, TTL.as_secs()).await;
+                }
             }
         }
     }
@@ -118,8 +200,14 @@ impl Cache {
                     }
                 }
             }
-            Cache::Redis(m) => {
-                let _: Result<usize, _> = m.clone().del(keys).await;
+            Cache::Redis(r) => {
+                if keys.is_empty() {
+                    return;
+                }
+                let deleted: Result<usize, _> = r.conn().del(keys).await;
+                if deleted.is_err() {
+                    r.owed().keys.extend(keys.iter().cloned());
+                }
             }
         }
     }
@@ -134,12 +222,16 @@ impl Cache {
     pub async fn generation(&self, scope: &str) -> Option<u64> {
         match self {
             Cache::Memory(mem) => Some(*mem.generations.lock().ok()?.get(scope).unwrap_or(&0)),
-            Cache::Redis(m) => m
-                .clone()
-                .get::<_, Option<u64>>(generation_key(scope))
-                .await
-                .ok()
-                .map(|g| g.unwrap_or(0)),
+            Cache::Redis(r) => {
+                if !r.settle().await {
+                    return None;
+                }
+                r.conn()
+                    .get::<_, Option<u64>>(generation_key(scope))
+                    .await
+                    .ok()
+                    .map(|g| g.unwrap_or(0))
+            }
         }
     }
 
@@ -158,12 +250,17 @@ impl Cache {
                     }
                 }
             }
-            Cache::Redis(m) => {
+            Cache::Redis(r) => {
                 let mut pipe = redis::pipe();
                 for scope in scopes {
                     pipe.incr(generation_key(scope), 1).ignore();
                 }
-                let _: Result<(), _> = pipe.query_async(&mut m.clone()).await;
+                let bumped: Result<(), _> = pipe.query_async(&mut r.conn()).await;
+                if bumped.is_err() {
+                    r.owed()
+                        .scopes
+                        .extend(scopes.iter().map(|s| (*s).to_owned()));
+                }
             }
         }
     }
