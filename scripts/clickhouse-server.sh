@@ -7,8 +7,8 @@
 # functions). This uses ClickHouse 26.9 from the PyPI package chdb-core
 # (pinned by version below): the real ClickHouse engine as a
 # library, whose clickhouse-local mode opens the real HTTP and native
-# listeners and serves until killed. Data lives under $TOOLS/clickhouse/data
-# and survives restarts. User `default`, no password, loopback only: for
+# listeners and serves until killed. Data lives under $TOOLS/clickhouse/data-<port>
+# (or $CLICKHOUSE_DATA_DIR) and survives restarts. User `default`, no password, loopback only: for
 # tests and a developer's machine. Production uses a ClickHouse server
 # (docker-compose.yml).
 #
@@ -29,8 +29,16 @@ log() { printf 'clickhouse-server: %s\n' "$*" >&2; }
 
 answering() { curl -sf "http://127.0.0.1:$HTTP_PORT/ping" >/dev/null 2>&1; }
 
+# stop: SIGTERM, then wait (up to 10 s, then SIGKILL) until it is gone, so
+# that a start right after finds the port free.
 if [ "${1:-start}" = stop ]; then
-    if [ -f "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; fi
+    if [ -f "$PIDFILE" ]; then
+        pid=$(cat "$PIDFILE")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$PIDFILE"
+    fi
     exit 0
 fi
 
@@ -39,7 +47,8 @@ if answering; then
     exit 0
 fi
 
-mkdir -p "$DIR/run-$HTTP_PORT" "$DIR/data-$HTTP_PORT"
+DATA=${CLICKHOUSE_DATA_DIR:-$DIR/data-$HTTP_PORT}
+mkdir -p "$DIR/run-$HTTP_PORT" "$DATA"
 if ! "$DIR/venv/bin/python" -c "import chdb._chdb" 2>/dev/null; then
     log "installing ClickHouse (PyPI chdb-core==$VERSION, ~180 MB) into $DIR"
     python3 -m venv "$DIR/venv"
@@ -68,7 +77,7 @@ print("clickhouse stopped:", result.error_message(), flush=True)
 PY
 
 log "starting ClickHouse on 127.0.0.1:$HTTP_PORT (log: $LOG)"
-(cd "$DIR/run-$HTTP_PORT" && nohup "$DIR/venv/bin/python" "$DIR/serve.py" "$DIR/data-$HTTP_PORT" >"$LOG" 2>&1 &
+(cd "$DIR/run-$HTTP_PORT" && nohup "$DIR/venv/bin/python" "$DIR/serve.py" "$DATA" >"$LOG" 2>&1 &
     echo $! >"$PIDFILE")
 for _ in $(seq 1 300); do
     answering && { echo "http://127.0.0.1:$HTTP_PORT"; exit 0; }

@@ -27,8 +27,16 @@ log() { printf 'kafka-broker: %s\n' "$*" >&2; }
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 
+# stop: SIGTERM, then wait (up to 10 s, then SIGKILL) until it is gone, so
+# that a start right after finds the port free.
 if [ "${1:-start}" = stop ]; then
-    if [ -f "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE"; fi
+    if [ -f "$PIDFILE" ]; then
+        pid=$(cat "$PIDFILE")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$PIDFILE"
+    fi
     exit 0
 fi
 

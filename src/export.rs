@@ -128,13 +128,13 @@ fn token(stream: &str, first_id: &str, last: &Cursor) -> String {
 }
 
 /// Exports every [`EVERY`] until `stop`, then once more; with `events`
-/// (a producer, from `KAFKA_BROKERS`), also publishes the domain events to
-/// `fleet.events`. Failures are logged and retried at the next tick (the
+/// (a producer, from `KAFKA_BROKERS`, and the topic), also publishes the
+/// domain events to `fleet.events`. Failures are logged and retried at the next tick (the
 /// cursors only move after a write).
 pub async fn run(
     store: Store,
     analytics: AnalyticsStore,
-    events: Option<fleet_pipeline::kafka::FutureProducer>,
+    events: Option<(fleet_pipeline::kafka::FutureProducer, String)>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -147,8 +147,7 @@ pub async fn run(
         if let Err(e) = export_once(&store, &analytics, settled).await {
             warn("analytics export failed; retrying", e);
         }
-        if let Some(producer) = &events {
-            let topic = fleet_pipeline::kafka::EVENTS_TOPIC;
+        if let Some((producer, topic)) = &events {
             if let Err(e) = publish_events(&store, producer, topic, settled).await {
                 warn("publishing fleet.events failed; retrying", e);
             }

@@ -9,6 +9,7 @@ use fleet_api::cache::{recommendations_key, results_key, run_key, Cache};
 use fleet_api::store::Store;
 use fleet_api::telemetry::{self, Level};
 use fleet_api::windows::{DeadLetterRow, StreamMove, StreamWindow, WindowSaved};
+use fleet_pipeline::health::{Backoff, Change, Health};
 use fleet_pipeline::kafka::{ensure_topics, KafkaSink, KafkaSource, Topics, DEFAULT_GROUP};
 use fleet_pipeline::nyc::{read_trips, trip_events};
 use fleet_pipeline::rebalance::RebalanceConfig;
@@ -22,8 +23,14 @@ use serde_json::json;
 /// Where telemetry comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Telemetry {
-    /// `KAFKA_BROKERS`: the `fleet.telemetry` topic, consumer group `fleet-optimization`.
-    Kafka { brokers: String },
+    /// `KAFKA_BROKERS`: the `fleet.telemetry` topic (under
+    /// `KAFKA_TOPIC_PREFIX.` when set), consumer group `KAFKA_GROUP_ID`
+    /// (default `fleet-optimization`).
+    Kafka {
+        brokers: String,
+        topics: Topics,
+        group: String,
+    },
     /// The bundled NYC trips replayed in process at `speedup` x real time.
     Replay { trips: PathBuf, speedup: f64 },
 }
@@ -86,7 +93,14 @@ impl StreamConfig {
         };
         window.validate()?;
         let telemetry = match std::env::var("KAFKA_BROKERS") {
-            Ok(b) if !b.is_empty() => Telemetry::Kafka { brokers: b },
+            Ok(b) if !b.is_empty() => Telemetry::Kafka {
+                brokers: b,
+                topics: topics_from_env(),
+                group: std::env::var("KAFKA_GROUP_ID")
+                    .ok()
+                    .filter(|g| !g.is_empty())
+                    .unwrap_or_else(|| DEFAULT_GROUP.into()),
+            },
             _ => Telemetry::Replay {
                 trips: std::env::var("TRIPS_FILE")
                     .unwrap_or_else(|_| "data/nyc/trips_2019_03_sample.csv".into())
@@ -111,6 +125,17 @@ impl StreamConfig {
             .join("analytics"),
         })
     }
+}
+
+/// The Kafka topics: the standard names, under `KAFKA_TOPIC_PREFIX.` when
+/// set (several deployments, or tests, sharing one broker).
+pub fn topics_from_env() -> Topics {
+    Topics::named(
+        std::env::var("KAFKA_TOPIC_PREFIX")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .as_deref(),
+    )
 }
 
 /// The pipeline's sink over the service's store and cache.
@@ -215,21 +240,30 @@ impl Sink for StoreSink {
 }
 
 /// Builds the source and sinks, resumes every fleet from its checkpoint and
-/// runs the pipeline until `stop` resolves or the source ends.
+/// runs the pipeline until `stop` resolves or the source ends. Failing
+/// writes are retried (reported to `health`); an error here means the
+/// pipeline could not start or its source failed for good.
 pub async fn run(
-    config: StreamConfig,
+    config: &StreamConfig,
     store: Store,
     cache: Cache,
+    health: Health,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let (source, mut sinks, name): (Box<dyn Source>, Vec<Box<dyn Sink>>, &str) =
         match &config.telemetry {
-            Telemetry::Kafka { brokers } => {
-                let topics = Topics::default();
+            Telemetry::Kafka {
+                brokers,
+                topics,
+                group,
+            } => {
                 ensure_topics(brokers, &topics.all(), 4).await?;
                 (
-                    Box::new(KafkaSource::new(brokers, DEFAULT_GROUP, &topics.telemetry)?),
-                    vec![Box::new(KafkaSink::new(brokers, topics)?)],
+                    Box::new(
+                        KafkaSource::new(brokers, group, &topics.telemetry)?
+                            .with_health(health.clone()),
+                    ),
+                    vec![Box::new(KafkaSink::new(brokers, topics.clone())?)],
                     "kafka",
                 )
             }
@@ -278,7 +312,8 @@ pub async fn run(
         RebalanceConfig::default(),
         config.zones.clone(),
         sinks,
-    )?;
+    )?
+    .with_health(health.clone());
     for (fleet, end, state) in store.checkpoints().await.map_err(|e| e.to_string())? {
         match serde_json::from_value::<FleetCheckpoint>(state) {
             Ok(c) => pipeline.resume_fleet(&fleet, c),
@@ -289,6 +324,7 @@ pub async fn run(
             ),
         }
     }
+    health.recovered(PIPELINE_COMPONENT);
     telemetry::log(Level::Info, "pipeline started", json!({"source": name}));
     let stats = pipeline.run(source, DEFAULT_BATCH, stop).await?;
     telemetry::log(
@@ -297,6 +333,88 @@ pub async fn run(
         serde_json::to_value(stats).unwrap_or_default(),
     );
     Ok(())
+}
+
+/// Component name of the pipeline as a whole in [`Health`] (failing while
+/// it waits to restart).
+pub const PIPELINE_COMPONENT: &str = "pipeline";
+
+/// A [`Health`] that logs every failure and recovery as structured JSON.
+pub fn logged_health() -> Health {
+    Health::default().with_observer(|change| match change {
+        Change::Failed {
+            component,
+            error,
+            attempts,
+            retry_in,
+        } => telemetry::log(
+            Level::Warn,
+            "pipeline dependency failing; retrying",
+            json!({"component": component, "error": error, "attempt": attempts,
+                   "retry_in_ms": retry_in.as_millis() as u64}),
+        ),
+        Change::Recovered {
+            component,
+            attempts,
+            after,
+        } => telemetry::log(
+            Level::Info,
+            "pipeline dependency recovered",
+            json!({"component": component, "failed_attempts": attempts,
+                   "after_ms": after.as_millis() as u64}),
+        ),
+    })
+}
+
+/// Runs the pipeline until `stop` turns true, restarting it after a failure
+/// (a source that failed for good, or a dependency down at start) with
+/// [`Backoff`]: the restart resumes from the stored checkpoints and
+/// committed offsets, exactly as after a crash. The API keeps serving
+/// meanwhile; `/health` shows the pipeline as retrying.
+pub async fn supervise(
+    config: StreamConfig,
+    store: Store,
+    cache: Cache,
+    health: Health,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut backoff = Backoff::default();
+    loop {
+        let started = std::time::Instant::now();
+        let result = run(
+            &config,
+            store.clone(),
+            cache.clone(),
+            health.clone(),
+            stopped(stop.clone()),
+        )
+        .await;
+        let error = match result {
+            Ok(()) => return, // stopped, or the source ended
+            Err(e) if *stop.borrow() => {
+                telemetry::log(
+                    Level::Warn,
+                    "pipeline stopped before its last write; it is replayed at the next start",
+                    json!({"error": e}),
+                );
+                return;
+            }
+            Err(e) => e,
+        };
+        // A pipeline that ran a while before failing starts the backoff over.
+        if started.elapsed() > Backoff::MAX * 6 {
+            backoff.reset();
+        }
+        let wait = backoff.next_wait();
+        health.failed(PIPELINE_COMPONENT, &error, wait);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(stop.clone()) => return,
+        }
+    }
 }
 
 // benches/pipeline.rs includes this file; built without the test harness

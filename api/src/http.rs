@@ -568,9 +568,11 @@ async fn health(State(state): State<AppState>) -> Response {
     for (name, check) in &state.checks {
         dependencies[*name] = json!(check().await);
     }
+    // Healthy only when every dependency answers (or is embedded): a
+    // pipeline retrying its writes is degraded too.
     let healthy = dependencies
         .as_object()
-        .is_some_and(|d| d.values().all(|v| v != "down"));
+        .is_some_and(|d| d.values().all(|v| v == "ok" || v == "embedded"));
     let status = if healthy {
         StatusCode::OK
     } else {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Args;
 use fleet_pipeline::event::Event;
-use fleet_pipeline::kafka::{ensure_topics, producer, send_all, Topics};
+use fleet_pipeline::kafka::{ensure_topics, producer, send_all};
 use fleet_pipeline::nyc::{read_trips, trip_events, Generator};
 use fleet_pipeline::rebalance::RebalanceConfig;
 use fleet_pipeline::runner::Pipeline;
@@ -108,7 +108,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), Failure> {
 async fn to_kafka(args: &ReplayArgs, events: &[Event]) -> Result<(), Failure> {
     let brokers = std::env::var("KAFKA_BROKERS")
         .map_err(|_| Failure::Usage("--to-kafka needs KAFKA_BROKERS (host:port,...)".into()))?;
-    let topics = Topics::default();
+    let topics = crate::stream::topics_from_env();
     ensure_topics(&brokers, &topics.all(), 4)
         .await
         .map_err(Failure::Other)?;

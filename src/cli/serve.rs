@@ -227,7 +227,9 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
             .with_cache(cache.clone())
             .with_streaming(stream.is_some())
             .with_security(Security::new(jwt, limiter));
-        if let Some(crate::stream::Telemetry::Kafka { brokers }) = stream.as_ref().map(|s| &s.telemetry) {
+        if let Some(crate::stream::Telemetry::Kafka { brokers, .. }) =
+            stream.as_ref().map(|s| &s.telemetry)
+        {
             let brokers = brokers.clone();
             state = state.with_check(
                 "kafka",
@@ -237,6 +239,19 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                         let up = fleet_pipeline::kafka::reachable(&brokers, std::time::Duration::from_secs(2)).await;
                         if up { "ok" } else { "down" }
                     })
+                }),
+            );
+        }
+        // The pipeline: "retrying" while a write, its source or its start
+        // fails (the log says which and why).
+        let health = crate::stream::logged_health();
+        if stream.is_some() {
+            let health = health.clone();
+            state = state.with_check(
+                "pipeline",
+                std::sync::Arc::new(move || {
+                    let ok = health.is_ok();
+                    Box::pin(async move { if ok { "ok" } else { "retrying" } })
                 }),
             );
         }
@@ -261,6 +276,11 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;
+            fleet_api::telemetry::log(
+                fleet_api::telemetry::Level::Info,
+                "shutting down: answering requests in flight, finishing the pipeline's batch and committing",
+                serde_json::json!({}),
+            );
             let _ = stop_tx.send(true);
         });
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -283,14 +303,14 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
         // With Kafka, every domain event is also published on `fleet.events`.
         let events = match env("KAFKA_BROKERS") {
             Some(brokers) => {
-                fleet_pipeline::kafka::ensure_topics(
-                    &brokers,
-                    &[fleet_pipeline::kafka::EVENTS_TOPIC],
-                    4,
-                )
-                .await
-                .map_err(Failure::Other)?;
-                Some(fleet_pipeline::kafka::producer(&brokers).map_err(Failure::Other)?)
+                let topic = crate::stream::topics_from_env().events;
+                fleet_pipeline::kafka::ensure_topics(&brokers, &[&topic], 4)
+                    .await
+                    .map_err(Failure::Other)?;
+                Some((
+                    fleet_pipeline::kafka::producer(&brokers).map_err(Failure::Other)?,
+                    topic,
+                ))
             }
             None => None,
         };
@@ -301,16 +321,13 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
             stopped(stop_rx.clone()),
         ));
         let pipeline = stream.map(|config| {
-            let stop = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                if let Err(e) = crate::stream::run(config, store, cache, stop).await {
-                    fleet_api::telemetry::log(
-                        fleet_api::telemetry::Level::Error,
-                        "pipeline failed; the API keeps serving",
-                        serde_json::json!({"error": e}),
-                    );
-                }
-            })
+            tokio::spawn(crate::stream::supervise(
+                config,
+                store,
+                cache,
+                health,
+                stop_rx.clone(),
+            ))
         });
         serve(listener, state, tls, stopped(stop_rx))
             .await
