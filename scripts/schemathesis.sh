@@ -28,6 +28,14 @@
 # Every bound the schema can state is stated (lengths, enums, minimum and
 # maximum) and checked the other way round by `negative_data_rejection`.
 #
+# Known with other seeds and more examples (e.g. SEED=1 EXAMPLES=200): the
+# heuristic `ensure_resource_availability` ("what POST created is there at
+# once") flags GET /runs/{id}/results answering 404 "the run has no result
+# yet" right after POST /runs. A run executes asynchronously (a continuous
+# one has results only after its first window), so that 404 is the
+# documented answer. Schemathesis 4.32.5 cannot turn one check off for one
+# operation in its stateful phase, so the check stays on everywhere.
+#
 #   EXAMPLES=25 SEED=7 BACKENDS="sqlite postgres" scripts/schemathesis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
