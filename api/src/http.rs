@@ -1082,7 +1082,9 @@ async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 #[utoipa::path(get, path = "/api/v1/fleet-optimization/runs/{id}/results", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, description = "`{run_id, objective, report}`: objectives, Pareto front, stats"), (status = 404, body = ProblemDoc)))]
+    responses((status = 200, description = "`{run_id, objective, report}`: objectives, Pareto front, stats"),
+              (status = 404, description = "No such run, or the run has no result yet: it is pending or running \
+                  (runs execute asynchronously), or a continuous run before its first window", body = ProblemDoc)))]
 async fn get_results(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     run_document(&state, &id, &results_key(&id), |store, id| async move {
         match store.get_result(&id).await {
