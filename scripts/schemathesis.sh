@@ -77,6 +77,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# No crash cache (.schemathesis/ in the working directory): it would replay
+# earlier runs' failures first, so a run would depend on the ones before it.
+cat >"$out/schemathesis.toml" <<'TOML'
+[cache]
+enabled = false
+TOML
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -135,7 +142,7 @@ run_backend() {
     fi
 
     local started=$SECONDS rc=0
-    "$VENV/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+    "$VENV/bin/schemathesis" --config-file "$out/schemathesis.toml" run "http://127.0.0.1:$port/api/v1/openapi.json" \
         --header "Authorization: Bearer $token" \
         --generation-with-security-parameters false \
         --generation-allow-x00 true \
