@@ -20,6 +20,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::cast::{as_int64_array, as_string_array, as_uint64_array};
 use datafusion::execution::TaskContext;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
@@ -126,8 +127,10 @@ pub struct WindowOperator {
     partial_sql: String,
     /// `partial_sql`'s physical plan, made once: planning costs ~3 ms, more
     /// than executing it on a batch of 8,192 events. Every execution reads
-    /// the table `events` from `current`. (`None` until the first batch, or
-    /// if DataFusion ever plans a stateful operator: then planned per batch.)
+    /// the table `events` from `current` and runs a copy of this plan with
+    /// its own metrics (this one never runs, so it stays the same size).
+    /// (`None` until the first batch, or if DataFusion ever plans a stateful
+    /// operator: then planned per batch.)
     partial_plan: Option<Arc<dyn ExecutionPlan>>,
     current: Arc<CurrentBatch>,
     /// The micro-batch being collected.
@@ -427,7 +430,11 @@ impl WindowOperator {
 
     async fn aggregate(&mut self, batch: RecordBatch) -> Result<(), String> {
         let plan = match &self.partial_plan {
-            Some(plan) => plan.clone(),
+            // A copy of the cached plan with fresh (empty) metrics: every
+            // execution registers its metrics in the nodes of the plan it
+            // runs, so executing the cached plan itself would keep every
+            // batch's metrics (~2 KB) for as long as the service runs.
+            Some(plan) => reset_plan_states(plan.clone()).map_err(df_error)?,
             None => {
                 let plan = self
                     .ctx
@@ -439,8 +446,10 @@ impl WindowOperator {
                     .map_err(df_error)?;
                 if reusable(&plan) {
                     self.partial_plan = Some(plan.clone());
+                    reset_plan_states(plan).map_err(df_error)?
+                } else {
+                    plan
                 }
-                plan
             }
         };
         self.current.set(Some(batch));
@@ -734,5 +743,47 @@ mod tests {
         }
         // Consecutive windows slide by one slide.
         assert!(closed.windows(2).all(|p| p[1].end_ms - p[0].end_ms == 1000));
+    }
+
+    /// Metrics registered in `plan` and its children.
+    fn metric_count(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        plan.metrics().map_or(0, |m| m.iter().count())
+            + plan.children().into_iter().map(metric_count).sum::<usize>()
+    }
+
+    /// The cached plan does not grow with every micro-batch: each execution
+    /// registers fresh metrics in the plan it runs (DataFusion keeps them in
+    /// the plan's nodes), so running the cached plan itself again and again
+    /// accumulated ~2 KB per batch, without bound (the soak's growing memory).
+    #[tokio::test]
+    async fn the_cached_plan_stays_the_same_size_over_many_batches() {
+        let mut op = WindowOperator::new(WindowConfig::tumbling(1000, 100), two_zones()).unwrap();
+        let mut ts = 0;
+        // Batches of 20 events, one every 10 ms of event time.
+        let mut batch = || -> Vec<Event> {
+            (0..20)
+                .map(|i| {
+                    ts += 10;
+                    if i % 3 == 0 {
+                        request(ts, 40.70)
+                    } else {
+                        vehicle(&format!("v{}", i % 5), ts, 40.80, VehicleState::Idle)
+                    }
+                })
+                .collect()
+        };
+        op.ingest(&batch()).await.unwrap();
+        let plan = op.partial_plan.clone().expect("the partial plan is cached");
+        let after_one = metric_count(&plan);
+        for _ in 0..200 {
+            op.ingest(&batch()).await.unwrap();
+        }
+        assert!(op.stats().windows >= 30, "{:?}", op.stats());
+        let plan = op.partial_plan.clone().expect("the partial plan is cached");
+        assert_eq!(
+            metric_count(&plan),
+            after_one,
+            "metrics accumulate in the cached plan"
+        );
     }
 }
