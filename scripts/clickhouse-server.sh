@@ -77,8 +77,11 @@ print("clickhouse stopped:", result.error_message(), flush=True)
 PY
 
 log "starting ClickHouse on 127.0.0.1:$HTTP_PORT (log: $LOG)"
-(cd "$DIR/run-$HTTP_PORT" && nohup "$DIR/venv/bin/python" "$DIR/serve.py" "$DATA" >"$LOG" 2>&1 &
-    echo $! >"$PIDFILE")
+# exec: the server replaces the subshell, so no shell keeps this script's
+# stdout open (a caller reading it would wait for the server to end).
+(cd "$DIR/run-$HTTP_PORT" && exec nohup "$DIR/venv/bin/python" "$DIR/serve.py" "$DATA" \
+    >"$LOG" 2>&1 </dev/null) &
+echo $! >"$PIDFILE"
 for _ in $(seq 1 300); do
     answering && { echo "http://127.0.0.1:$HTTP_PORT"; exit 0; }
     sleep 0.1

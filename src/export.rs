@@ -128,16 +128,18 @@ fn token(stream: &str, first_id: &str, last: &Cursor) -> String {
 }
 
 /// Exports every [`EVERY`] until `stop`, then once more; with `events`
-/// (a producer, from `KAFKA_BROKERS`, and the topic), also publishes the
-/// domain events to `fleet.events`. Failures are logged and retried at the next tick (the
-/// cursors only move after a write).
+/// (`KAFKA_BROKERS` and the topic), also publishes the domain events to
+/// `fleet.events`. Failures are logged and retried at the next tick (the
+/// cursors only move after a write), the events with a new producer (an
+/// idempotent one whose broker lost its state keeps failing).
 pub async fn run(
     store: Store,
     analytics: AnalyticsStore,
-    events: Option<(fleet_pipeline::kafka::FutureProducer, String)>,
+    events: Option<(String, String)>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let mut producer = None;
     loop {
         let stopping = tokio::select! {
             _ = &mut stop => true,
@@ -147,9 +149,17 @@ pub async fn run(
         if let Err(e) = export_once(&store, &analytics, settled).await {
             warn("analytics export failed; retrying", e);
         }
-        if let Some((producer, topic)) = &events {
-            if let Err(e) = publish_events(&store, producer, topic, settled).await {
-                warn("publishing fleet.events failed; retrying", e);
+        if let Some((brokers, topic)) = &events {
+            let published = match producer.take() {
+                Some(p) => Ok(p),
+                None => fleet_pipeline::kafka::producer(brokers),
+            };
+            match published {
+                Ok(p) => match publish_events(&store, &p, topic, settled).await {
+                    Ok(_) => producer = Some(p),
+                    Err(e) => warn("publishing fleet.events failed; retrying", e),
+                },
+                Err(e) => warn("publishing fleet.events failed; retrying", e),
             }
         }
         if stopping {

@@ -189,6 +189,9 @@ fn transient(e: &rdkafka::error::KafkaError) -> bool {
     matches!(e, rdkafka::error::KafkaError::MessageConsumption(_))
 }
 
+/// The pause after a receive error (against a tight loop on one that repeats).
+const ERROR_PAUSE: Duration = Duration::from_millis(50);
+
 /// Component name of the consumer in [`crate::health::Health`].
 pub const SOURCE_COMPONENT: &str = "kafka-source";
 
@@ -296,15 +299,19 @@ impl Source for KafkaSource {
             if self.ask_at.is_none_or(|at| at <= std::time::Instant::now()) {
                 self.refresh_partitions().await;
             }
-            let mut backoff = crate::health::Backoff::default();
             let first = loop {
                 match self.consumer.recv().await {
                     Ok(m) => break m,
+                    // librdkafka paces these (its reconnect backoff) and
+                    // queues those of an outage: receive again at once, or
+                    // draining the queue would outlast the outage.
                     Err(e) if transient(&e) => {
-                        let wait = backoff.next_wait();
-                        self.health
-                            .failed(SOURCE_COMPONENT, &kafka_error("receive", e), wait);
-                        tokio::time::sleep(wait).await;
+                        self.health.failed(
+                            SOURCE_COMPONENT,
+                            &kafka_error("receive", e),
+                            ERROR_PAUSE,
+                        );
+                        tokio::time::sleep(ERROR_PAUSE).await;
                     }
                     Err(e) => return Err(kafka_error("receive", e)),
                 }
@@ -415,6 +422,7 @@ impl Committer for KafkaCommitter {
 /// `fleet.telemetry.dlq`.
 pub struct KafkaSink {
     producer: FutureProducer,
+    brokers: String,
     topics: Topics,
 }
 
@@ -422,8 +430,22 @@ impl KafkaSink {
     pub fn new(brokers: &str, topics: Topics) -> Result<Self, String> {
         Ok(KafkaSink {
             producer: producer(brokers)?,
+            brokers: brokers.to_owned(),
             topics,
         })
+    }
+
+    /// Sends, and after a failure starts the next attempt with a new
+    /// producer: an idempotent producer whose broker lost its state (a
+    /// broker restarted empty) keeps timing out, a new one does not.
+    async fn send(&mut self, topic: &str, messages: &[(String, Vec<u8>)]) -> Result<(), String> {
+        let sent = send_all(&self.producer, topic, messages).await;
+        if sent.is_err() {
+            if let Ok(fresh) = producer(&self.brokers) {
+                self.producer = fresh;
+            }
+        }
+        sent
     }
 }
 
@@ -460,7 +482,8 @@ impl Sink for KafkaSink {
                 .into_iter()
                 .map(|doc| (out.fleet_id.clone(), doc.to_string().into_bytes()))
                 .collect();
-            send_all(&self.producer, &self.topics.recommendations, &messages).await
+            let topic = self.topics.recommendations.clone();
+            self.send(&topic, &messages).await
         })
     }
 
@@ -484,7 +507,8 @@ impl Sink for KafkaSink {
                     (key, doc.to_string().into_bytes())
                 })
                 .collect();
-            send_all(&self.producer, &self.topics.dlq, &messages).await
+            let topic = self.topics.dlq.clone();
+            self.send(&topic, &messages).await
         })
     }
 }

@@ -307,10 +307,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
                 fleet_pipeline::kafka::ensure_topics(&brokers, &[&topic], 4)
                     .await
                     .map_err(Failure::Other)?;
-                Some((
-                    fleet_pipeline::kafka::producer(&brokers).map_err(Failure::Other)?,
-                    topic,
-                ))
+                Some((brokers, topic))
             }
             None => None,
         };
