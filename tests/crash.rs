@@ -118,7 +118,10 @@ async fn ten_kill_9s_while_telemetry_flows_lose_and_repeat_nothing() {
     producing.await.unwrap();
     eprintln!("lives (ms, windows stored before, after): {lives:?}");
     // The kills came while windows were being written, not before.
-    let progressed = lives.iter().filter(|(_, before, after)| after > before).count();
+    let progressed = lives
+        .iter()
+        .filter(|(_, before, after)| after > before)
+        .count();
     assert!(progressed >= 5, "too few lives stored windows: {lives:?}");
 
     // The last life catches up, then stops cleanly.

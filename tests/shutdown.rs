@@ -42,7 +42,11 @@ fn partition_times(brokers: &str, topic: &str, p: i32) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while (out.len() as i64) < high {
-        assert!(Instant::now() < deadline, "partition {p}: read {} of {high}", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "partition {p}: read {} of {high}",
+            out.len()
+        );
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             let ts = decode(m.payload().unwrap(), i64::MAX / 2).unwrap().ts_ms;

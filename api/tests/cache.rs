@@ -22,7 +22,14 @@ struct RedisServer(Child);
 impl RedisServer {
     fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) must be installed");
@@ -63,11 +70,16 @@ async fn a_failed_invalidation_is_paid_before_the_cache_is_read_again() {
 
     // Writes are refused for 3 s while reads still answer: the DEL and the
     // generation bump time out, but the stale entry is still in Redis.
-    raw(port, &["CLIENT", "PAUSE", "3000", "WRITE"]).await.unwrap();
+    raw(port, &["CLIENT", "PAUSE", "3000", "WRITE"])
+        .await
+        .unwrap();
     let paused = Instant::now();
     cache.invalidate(&["k".to_owned()]).await;
     cache.bump("scope").await;
-    assert!(paused.elapsed() < Duration::from_secs(2), "a stalled Redis held up the caller");
+    assert!(
+        paused.elapsed() < Duration::from_secs(2),
+        "a stalled Redis held up the caller"
+    );
     let still_there = raw(port, &["GET", "k"]).await.unwrap();
     assert_eq!(still_there, redis::Value::BulkString(b"old".to_vec()));
     // While the invalidation is owed, the cache is not used: no stale read.
@@ -83,7 +95,10 @@ async fn a_failed_invalidation_is_paid_before_the_cache_is_read_again() {
             assert!(g > generation, "the owed bump was not made");
             break;
         }
-        assert!(Instant::now() < deadline, "the owed invalidation was never paid");
+        assert!(
+            Instant::now() < deadline,
+            "the owed invalidation was never paid"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(raw(port, &["GET", "k"]).await.unwrap(), redis::Value::Nil);
@@ -106,7 +121,10 @@ async fn a_stopped_redis_costs_hits_not_errors_and_is_used_again_after_restart()
     assert_eq!(cache.get("k").await, None);
     cache.set("k", "v2").await; // dropped, not an error
     cache.invalidate(&["k".to_owned()]).await; // owed
-    assert!(down.elapsed() < Duration::from_secs(5), "a stopped Redis held up callers");
+    assert!(
+        down.elapsed() < Duration::from_secs(5),
+        "a stopped Redis held up callers"
+    );
 
     let _server = RedisServer::start(port);
     let deadline = Instant::now() + Duration::from_secs(15);

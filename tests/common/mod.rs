@@ -139,11 +139,12 @@ pub async fn stored(pool: &sqlx::AnyPool) -> Stored {
         });
     }
     last_plan.sort();
-    let recommendations: i64 = sqlx::query("SELECT COUNT(*) FROM optimization_recommendations WHERE fleet_id = 'nyc'")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .get(0);
+    let recommendations: i64 =
+        sqlx::query("SELECT COUNT(*) FROM optimization_recommendations WHERE fleet_id = 'nyc'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .get(0);
     let proposed_twice = sqlx::query(
         "SELECT from_zone, to_zone FROM optimization_recommendations \
          WHERE fleet_id = 'nyc' AND status = 'proposed' GROUP BY run_id, from_zone, to_zone HAVING COUNT(*) > 1",
@@ -191,18 +192,30 @@ pub async fn stored(pool: &sqlx::AnyPool) -> Stored {
 /// per vehicle moved), and so may the moves of such tied plans.
 pub fn assert_same(stored: &Stored, reference: &[Window]) {
     let ends = |w: &[Window]| w.iter().map(|w| w.end_ms).collect::<Vec<_>>();
-    assert_eq!(ends(&stored.windows), ends(reference), "stored windows differ");
+    assert_eq!(
+        ends(&stored.windows),
+        ends(reference),
+        "stored windows differ"
+    );
     for (got, want) in stored.windows.iter().zip(reference) {
         assert!(
-            (got.objective - want.objective).abs() <= 1e-3 * (got.moved.max(want.moved) as f64 + 1.0),
+            (got.objective - want.objective).abs()
+                <= 1e-3 * (got.moved.max(want.moved) as f64 + 1.0),
             "window {}: objective {} != {}",
             got.end_ms,
             got.objective,
             want.objective
         );
     }
-    assert!(stored.proposed_twice.is_empty(), "proposed twice: {:?}", stored.proposed_twice);
-    assert_eq!(stored.proposed, stored.last_plan, "the proposals are not the last plan");
+    assert!(
+        stored.proposed_twice.is_empty(),
+        "proposed twice: {:?}",
+        stored.proposed_twice
+    );
+    assert_eq!(
+        stored.proposed, stored.last_plan,
+        "the proposals are not the last plan"
+    );
 }
 
 /// The PostgreSQL server the tests use (`TEST_DATABASE_URL`, default the
