@@ -519,10 +519,20 @@ impl Pipeline {
             .map(|(partition, offset)| Position { partition, offset })
             .collect();
         last.sort();
-        committer.commit_durably(&last).await?;
+        // Bounded: with the broker gone a synchronous commit could wait
+        // forever and keep the process from exiting; what is not committed is
+        // replayed after the restart (writes are idempotent).
+        tokio::time::timeout(FINAL_COMMIT_TIMEOUT, committer.commit_durably(&last))
+            .await
+            .map_err(|_| {
+                "the final commit timed out; the next start replays from the previous one"
+            })??;
         Ok(self.stats())
     }
 }
+
+/// How long the final, durable commit at a stop may take.
+pub const FINAL_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Raw batches the reader task may fetch ahead of processing.
 pub const READ_AHEAD: usize = 2;
