@@ -4,18 +4,13 @@
 //! SIGTERM stops it cleanly, and a restart resumes from the stored
 //! checkpoint instead of starting over.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The admin key the service is started with (`ADMIN_API_KEY`).
 const KEY: &str = "service-test-admin-key-0123456789";
