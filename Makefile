@@ -42,6 +42,7 @@ test: dev-deps ## All tests: unit, integration, doctests, and benches run once i
 	$(CARGO) test --workspace --doc
 	CARGO=$(CARGO) scripts/test-arroyo-udfs.sh
 	scripts/schemathesis.sh
+	scripts/validate-deploy.sh
 
 test-integration: dev-deps ## Integration tests only
 	scripts/kafka-broker.sh >/dev/null
@@ -56,6 +57,10 @@ fuzz: ## Fuzz the telemetry decoders and the problem-file parser, FUZZ_SECONDS s
 
 schemathesis: dev-deps ## API robustness: schemathesis against the service's own OpenAPI document (SQLite, then PostgreSQL)
 	scripts/schemathesis.sh
+
+.PHONY: validate-deploy
+validate-deploy: ## Deployment files (docker-compose.yml, k8s/, Dockerfile) checked without Docker or a cluster
+	scripts/validate-deploy.sh
 
 test-load: dev-deps ## Load test of the API (release build, PostgreSQL + Redis, hey and wrk): prints a table
 	scripts/load-test.sh
