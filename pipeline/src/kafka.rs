@@ -2,14 +2,14 @@
 //! group with manual commits only), the recommendations and dead-letter
 //! sink, topic creation, and a producer for `replay --to-kafka`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
 /// The producer type this crate's Kafka functions take.
@@ -166,8 +166,18 @@ pub async fn send_all(
 
 /// Reads `fleet.telemetry` as a member of a consumer group; offsets are
 /// committed only through its [`Source::committer`], never automatically.
+///
+/// A partition's log can start over: a broker restarted without its data
+/// (or a topic re-created) numbers messages from the start again. Offsets
+/// below what the broker held as committed for the group cannot be a
+/// redelivery (a group resumes from its committed offset, which only moves
+/// forward), so the first such message is marked
+/// [`Message::log_restarted`] and the pipeline reads the new log as new
+/// messages instead of skipping them as already processed. The committed
+/// offsets are read back from the broker every few seconds
+/// ([`KafkaSource::read_committed`]).
 pub struct KafkaSource {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<SourceContext>>,
     topic: String,
     /// How long a batch waits for more messages after the first.
     linger: Duration,
@@ -177,10 +187,82 @@ pub struct KafkaSource {
     /// to ask again.
     topic_partitions: Vec<i32>,
     ask_at: Option<std::time::Instant>,
+    /// Per partition, the highest offset delivered since the log's start.
+    delivered: Vec<(i32, i64)>,
+    /// When to read the group's committed offsets back next.
+    read_committed_at: Option<std::time::Instant>,
+}
+
+/// The consumer's context: remembers, per partition, the offset the broker
+/// last said it holds as committed for the group.
+#[derive(Default)]
+pub struct SourceContext {
+    acked: Mutex<Vec<(i32, i64)>>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {}
+
+impl SourceContext {
+    /// Records the offsets of `offsets` the broker holds as committed
+    /// (librdkafka reports no result of a manual asynchronous commit, so
+    /// they are read back: [`KafkaSource::read_committed`]).
+    fn record(&self, offsets: &TopicPartitionList) {
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        for e in offsets.elements() {
+            if let (Ok(()), Offset::Offset(offset)) = (e.error(), e.offset()) {
+                match acked.iter_mut().find(|(p, _)| *p == e.partition()) {
+                    Some(entry) => entry.1 = offset,
+                    None => acked.push((e.partition(), offset)),
+                }
+            }
+        }
+    }
+
+    fn acked(&self, partition: i32) -> Option<i64> {
+        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        acked.iter().find(|(p, _)| *p == partition).map(|e| e.1)
+    }
+
+    fn forget(&self, partition: i32) {
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        acked.retain(|(p, _)| *p != partition);
+    }
+}
+
+/// Whether the message at `at` starts its partition's log over, given the
+/// highest offset delivered before on that partition (updated here).
+fn log_restarted(context: &SourceContext, delivered: &mut Vec<(i32, i64)>, at: Position) -> bool {
+    let entry = match delivered.iter_mut().find(|(p, _)| *p == at.partition) {
+        Some(entry) => entry,
+        None => {
+            delivered.push((at.partition, at.offset));
+            return false;
+        }
+    };
+    if at.offset > entry.1 {
+        entry.1 = at.offset;
+        return false;
+    }
+    // At or below what was delivered: a redelivery, unless it lies below
+    // the acknowledged commit. An acknowledgement above what this log
+    // delivered is a late one of the old log (ignored).
+    let restarted = context
+        .acked(at.partition)
+        .is_some_and(|acked| at.offset < acked && acked <= entry.1 + 1);
+    if restarted {
+        context.forget(at.partition);
+        entry.1 = at.offset;
+    }
+    restarted
 }
 
 /// How often the topic's partition list is refreshed (partitions can be added).
 const METADATA_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the group's committed offsets are read back from the broker.
+const READ_COMMITTED_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether librdkafka recovers from `e` by itself (a broker that is down or
 /// restarting, a topic that is being re-created): the source then waits and
@@ -191,6 +273,10 @@ fn transient(e: &rdkafka::error::KafkaError) -> bool {
 
 /// The pause after a receive error (against a tight loop on one that repeats).
 const ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// After receive errors, how long without a message or another error
+/// before the broker is asked whether it is back.
+const RECOVERY_PROBE: Duration = Duration::from_secs(1);
 
 /// Component name of the consumer in [`crate::health::Health`].
 pub const SOURCE_COMPONENT: &str = "kafka-source";
@@ -214,7 +300,7 @@ impl KafkaSource {
         for (key, value) in options {
             config.set(*key, *value);
         }
-        let consumer: StreamConsumer = config
+        let consumer: StreamConsumer<SourceContext> = config
             .set("bootstrap.servers", brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -226,7 +312,7 @@ impl KafkaSource {
             // again: a pipeline that pauses to close a window then stalls
             // for ~0.6 s. Fetch again soon instead.
             .set("fetch.queue.backoff.ms", "20")
-            .create()
+            .create_with_context(SourceContext::default())
             .map_err(|e| kafka_error("consumer", e))?;
         consumer
             .subscribe(&[topic])
@@ -238,6 +324,8 @@ impl KafkaSource {
             health: Default::default(),
             topic_partitions: Vec::new(),
             ask_at: None,
+            delivered: Vec::new(),
+            read_committed_at: None,
         })
     }
 
@@ -249,9 +337,41 @@ impl KafkaSource {
 }
 
 impl KafkaSource {
+    /// Reads back from the broker the offsets it holds as committed for
+    /// the group (those of every partition of the topic), remembering them:
+    /// an offset below one of them cannot be a redelivery, so it starts the
+    /// log over. `None` if the broker did not answer.
+    pub async fn read_committed(&mut self) -> Option<Vec<Position>> {
+        self.read_committed_at = Some(std::time::Instant::now() + READ_COMMITTED_EVERY);
+        let mut list = TopicPartitionList::new();
+        for p in self.partitions()? {
+            list.add_partition(&self.topic, p);
+        }
+        let consumer = self.consumer.clone();
+        let list = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(list, Duration::from_secs(2))
+        })
+        .await
+        .ok()?
+        .ok()?;
+        self.consumer.context().record(&list);
+        Some(
+            list.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(Position {
+                        partition: e.partition(),
+                        offset,
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
     /// Asks the broker for the topic's partitions (kept on failure: the
-    /// next batch asks again).
-    async fn refresh_partitions(&mut self) {
+    /// next batch asks again); whether it answered with them.
+    async fn refresh_partitions(&mut self) -> bool {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
         let asked = tokio::task::spawn_blocking(move || {
@@ -267,6 +387,7 @@ impl KafkaSource {
         .ok()
         .flatten();
         let now = std::time::Instant::now();
+        let answered = asked.is_some();
         self.ask_at = Some(match asked {
             Some(ids) => {
                 self.topic_partitions = ids;
@@ -274,38 +395,48 @@ impl KafkaSource {
             }
             None => now + Duration::from_secs(5),
         });
+        answered
     }
 }
 
 impl Source for KafkaSource {
     fn next_batch(&mut self, max: usize) -> BoxFuture<'_, Result<Option<Vec<Message>>, String>> {
         Box::pin(async move {
-            // Payloads go into one buffer, handed out as slices of it.
-            let mut data = Vec::new();
-            let mut read: Vec<(std::ops::Range<usize>, Position)> = Vec::new();
-            let take = |m: &rdkafka::message::BorrowedMessage<'_>,
-                        data: &mut Vec<u8>,
-                        read: &mut Vec<(std::ops::Range<usize>, Position)>| {
-                let payload = m.payload().unwrap_or_default();
-                read.push((
-                    data.len()..data.len() + payload.len(),
-                    Position {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    },
-                ));
-                data.extend_from_slice(payload);
-            };
             if self.ask_at.is_none_or(|at| at <= std::time::Instant::now()) {
                 self.refresh_partitions().await;
             }
+            if self
+                .read_committed_at
+                .is_none_or(|at| at <= std::time::Instant::now())
+            {
+                self.read_committed().await;
+            }
+            let mut failing = false;
             let first = loop {
-                match self.consumer.recv().await {
+                let received = if failing {
+                    // After an outage no message may come for a while: the
+                    // source has recovered once the broker answers again
+                    // with the topic (a restarted broker may not have it).
+                    match tokio::time::timeout(RECOVERY_PROBE, self.consumer.recv()).await {
+                        Ok(received) => received,
+                        Err(_) => {
+                            if self.refresh_partitions().await {
+                                self.health.recovered(SOURCE_COMPONENT);
+                                failing = false;
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    self.consumer.recv().await
+                };
+                match received {
                     Ok(m) => break m,
                     // librdkafka paces these (its reconnect backoff) and
                     // queues those of an outage: receive again at once, or
                     // draining the queue would outlast the outage.
                     Err(e) if transient(&e) => {
+                        failing = true;
                         self.health.failed(
                             SOURCE_COMPONENT,
                             &kafka_error("receive", e),
@@ -317,6 +448,24 @@ impl Source for KafkaSource {
                 }
             };
             self.health.recovered(SOURCE_COMPONENT);
+            // Payloads go into one buffer, handed out as slices of it.
+            let mut data = Vec::new();
+            let mut read: Vec<(std::ops::Range<usize>, Position, bool)> = Vec::new();
+            let context = self.consumer.context().clone();
+            let delivered = &mut self.delivered;
+            let mut take =
+                |m: &rdkafka::message::BorrowedMessage<'_>,
+                 data: &mut Vec<u8>,
+                 read: &mut Vec<(std::ops::Range<usize>, Position, bool)>| {
+                    let payload = m.payload().unwrap_or_default();
+                    let at = Position {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    };
+                    let restarted = log_restarted(&context, delivered, at);
+                    read.push((data.len()..data.len() + payload.len(), at, restarted));
+                    data.extend_from_slice(payload);
+                };
             take(&first, &mut data, &mut read);
             drop(first);
             let deadline = tokio::time::Instant::now() + self.linger;
@@ -341,9 +490,10 @@ impl Source for KafkaSource {
             let data = bytes::Bytes::from(data);
             let batch = read
                 .into_iter()
-                .map(|(range, position)| Message {
+                .map(|(range, position, log_restarted)| Message {
                     payload: data.slice(range),
                     position: Some(position),
+                    log_restarted,
                 })
                 .collect();
             Ok(Some(batch))
@@ -376,7 +526,7 @@ impl Source for KafkaSource {
 /// Commits a [`KafkaSource`]'s offsets (the consumer is shared, so commits
 /// go out while the reader task keeps fetching).
 struct KafkaCommitter {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<SourceContext>>,
     topic: String,
 }
 
@@ -398,10 +548,14 @@ impl KafkaCommitter {
                 .map_err(|e| kafka_error("commit", e)),
             CommitMode::Sync => {
                 let consumer = self.consumer.clone();
-                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-                    .await
-                    .map_err(|e| kafka_error("commit", e))?
-                    .map_err(|e| kafka_error("commit", e))
+                let list = tokio::task::spawn_blocking(move || {
+                    consumer.commit(&list, CommitMode::Sync).map(|()| list)
+                })
+                .await
+                .map_err(|e| kafka_error("commit", e))?
+                .map_err(|e| kafka_error("commit", e))?;
+                self.consumer.context().record(&list);
+                Ok(())
             }
         }
     }
@@ -524,4 +678,68 @@ pub async fn reachable(brokers: &str, timeout: Duration) -> bool {
     tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).is_ok())
         .await
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: i64) -> Position {
+        Position {
+            partition: 3,
+            offset,
+        }
+    }
+
+    fn ack(context: &SourceContext, offset: i64) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("t", 3, Offset::Offset(offset))
+            .unwrap();
+        context.record(&list);
+    }
+
+    #[test]
+    fn a_redelivery_from_the_committed_offset_is_not_a_log_restart() {
+        let context = SourceContext::default();
+        let mut delivered = Vec::new();
+        for o in 0..=100 {
+            assert!(!log_restarted(&context, &mut delivered, at(o)));
+        }
+        ack(&context, 50);
+        // A rebalance resumes from the commit: offsets 50.. again.
+        for o in 50..=100 {
+            assert!(!log_restarted(&context, &mut delivered, at(o)));
+        }
+        // Nothing committed (yet) is no evidence either way.
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("t", 3, Offset::Invalid).unwrap();
+        context.record(&list);
+        assert!(!log_restarted(&context, &mut delivered, at(60)));
+    }
+
+    #[test]
+    fn offsets_below_the_acknowledged_commit_start_the_log_over_once() {
+        let context = SourceContext::default();
+        let mut delivered = Vec::new();
+        for o in 0..=100 {
+            log_restarted(&context, &mut delivered, at(o));
+        }
+        ack(&context, 80);
+        assert!(log_restarted(&context, &mut delivered, at(0)));
+        assert!(!log_restarted(&context, &mut delivered, at(1)));
+        // A late acknowledgement of the old log's commit (above anything
+        // the new log delivered) does not restart it again.
+        ack(&context, 80);
+        assert!(!log_restarted(&context, &mut delivered, at(1)));
+        assert!(!log_restarted(&context, &mut delivered, at(2)));
+        // Other partitions are on their own.
+        assert!(!log_restarted(
+            &context,
+            &mut delivered,
+            Position {
+                partition: 0,
+                offset: 0
+            }
+        ));
+    }
 }

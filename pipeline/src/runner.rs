@@ -36,6 +36,9 @@ pub struct PipelineStats {
     pub unzoned_requests: u64,
     /// Messages delivered again after a rebalance, skipped.
     pub redelivered: u64,
+    /// Times a partition's log started over (see
+    /// [`crate::source::Message::log_restarted`]).
+    pub log_restarts: u64,
     pub windows: u64,
     pub recommendations: u64,
 }
@@ -76,9 +79,22 @@ struct PartitionState {
     /// Runs `(first offset, last offset, what)` in offset order, not yet
     /// committable.
     pending: VecDeque<(i64, i64, Pending)>,
+    /// The last position committed (made durable again at a stop).
+    committed: Option<i64>,
 }
 
 impl PartitionState {
+    /// The partition's log started over: what was read of the old one is
+    /// in the windows, but its offsets say nothing about the new log (they
+    /// are neither redeliveries nor committable there). Events of the old
+    /// log still in open windows are now only in memory: the broker lost
+    /// them, a crash before their windows close loses them too.
+    fn restart_log(&mut self) {
+        self.processed = None;
+        self.pending.clear();
+        self.committed = None;
+    }
+
     /// Adds the message at `offset`, extending the last run when it
     /// directly follows it with the same pending work (dead letters, or the
     /// same fleet and slide bucket).
@@ -114,6 +130,8 @@ pub struct Pipeline {
     health: Health,
     /// Turns true when the run is asked to stop: ends a retry wait.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Told the counters after every batch (the service's metrics).
+    progress: Option<Box<dyn FnMut(&PipelineStats) + Send>>,
 }
 
 /// One write to a sink (retried as a whole until it succeeds).
@@ -185,7 +203,15 @@ impl Pipeline {
             clock: wall_clock_ms,
             health: Health::default(),
             stopping: tokio::sync::watch::channel(false).1,
+            progress: None,
         })
+    }
+
+    /// Tells `progress` the counters (see [`Pipeline::stats`]) after every
+    /// batch.
+    pub fn with_progress(mut self, progress: impl FnMut(&PipelineStats) + Send + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
     }
 
     /// Reports failing sinks to `health` (the service's `/health`).
@@ -262,6 +288,10 @@ impl Pipeline {
             }
             if let Some(p) = m.position {
                 let state = &mut self.partitions[part];
+                if m.log_restarted {
+                    state.restart_log();
+                    self.stats.log_restarts += 1;
+                }
                 if state.processed.is_some_and(|done| p.offset <= done) {
                     self.stats.redelivered += 1;
                     continue;
@@ -372,6 +402,7 @@ impl Pipeline {
                     newest: None,
                     processed: None,
                     pending: VecDeque::new(),
+                    committed: None,
                 });
                 self.partitions.len() - 1
             }
@@ -487,7 +518,6 @@ impl Pipeline {
         // are written and committed) but ends any wait for a failing sink.
         let (stopping, stop_seen) = tokio::sync::watch::channel(false);
         self.stopping = stop_seen;
-        let mut committed: HashMap<i32, i64> = HashMap::new();
         while !*stopping.borrow() {
             // A stop wins over a batch that is also ready.
             let next = tokio::select! {
@@ -509,14 +539,29 @@ impl Pipeline {
                     }
                 }
             }?;
+            if self.progress.is_some() {
+                let stats = self.stats();
+                if let Some(progress) = &mut self.progress {
+                    progress(&stats);
+                }
+            }
             if !commit.is_empty() {
                 committer.commit(&commit).await?;
-                committed.extend(commit.iter().map(|p| (p.partition, p.offset)));
+                for p in &commit {
+                    let i = self.partition_index(p.partition);
+                    self.partitions[i].committed = Some(p.offset);
+                }
             }
         }
-        let mut last: Vec<Position> = committed
-            .into_iter()
-            .map(|(partition, offset)| Position { partition, offset })
+        let mut last: Vec<Position> = self
+            .partitions
+            .iter()
+            .filter_map(|s| {
+                s.committed.map(|offset| Position {
+                    partition: s.partition,
+                    offset,
+                })
+            })
             .collect();
         last.sort();
         // Bounded: with the broker gone a synchronous commit could wait

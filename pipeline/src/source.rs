@@ -30,6 +30,12 @@ pub struct Position {
 pub struct Message {
     pub payload: Bytes,
     pub position: Option<Position>,
+    /// The partition's log starts over at this message: the broker lost it
+    /// (a broker restarted without its data) or the topic was re-created.
+    /// Positions of the partition read before are void: offsets at or
+    /// below them are new messages, not redeliveries, and cannot be
+    /// committed.
+    pub log_restarted: bool,
 }
 
 /// A source of telemetry messages. Reading and committing are separate
@@ -163,6 +169,7 @@ impl Source for ReplaySource {
                         partition: 0,
                         offset: i as i64,
                     }),
+                    log_restarted: false,
                 })
                 .collect();
             self.next = end;

@@ -256,3 +256,134 @@ async fn telemetry_through_the_broker_survives_a_restart_exactly() {
     unique.dedup();
     assert_eq!(unique.len(), got.len(), "a recommendation was sent twice");
 }
+
+/// A broker restarted without its data (the test broker keeps its log in
+/// memory; a Kafka broker whose disk was lost, or a topic re-created, is
+/// alike) numbers the new messages from 0 again. The source marks the
+/// first message of each partition's new log, so the pipeline does not take
+/// the new messages for redeliveries of the old ones, and every one is
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_without_its_data_is_read_as_a_new_log() {
+    use fleet_pipeline::source::{Position, Source};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = |arg: &str| {
+        let out = std::process::Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-broker.sh"),
+        )
+        .arg(arg)
+        .env("KAFKA_PORT", port.to_string())
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    struct Stop<F: Fn(&str)>(F);
+    impl<F: Fn(&str)> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)("stop")
+        }
+    }
+    script("start");
+    let broker = Stop(script);
+    let brokers = format!("127.0.0.1:{port}");
+    let topic = "restart.telemetry";
+    ensure_topics(&brokers, &[topic], 4).await.unwrap();
+    // Not idempotent: the restarted broker forgets producer ids.
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    let messages = |tag: &str, n: usize| -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|i| (format!("k{i}"), format!("{tag}-{i}").into_bytes()))
+            .collect()
+    };
+    let mut source = KafkaSource::new(&brokers, "restart-group", topic).unwrap();
+    let committer = source.committer();
+    async fn read(source: &mut KafkaSource, n: usize) -> Vec<fleet_pipeline::source::Message> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let batch = tokio::time::timeout(Duration::from_secs(60), source.next_batch(1000))
+                .await
+                .expect("messages within 60 s")
+                .unwrap()
+                .unwrap();
+            got.extend(batch);
+        }
+        got
+    }
+
+    send_all(&producer, topic, &messages("old", 200))
+        .await
+        .unwrap();
+    let old = read(&mut source, 200).await;
+    assert!(old.iter().all(|m| !m.log_restarted));
+    let mut next: Vec<Position> = Vec::new();
+    for m in &old {
+        let p = m.position.unwrap();
+        match next.iter_mut().find(|n| n.partition == p.partition) {
+            Some(n) => n.offset = n.offset.max(p.offset + 1),
+            None => next.push(Position {
+                partition: p.partition,
+                offset: p.offset + 1,
+            }),
+        }
+    }
+    // As the pipeline commits: asynchronously.
+    committer.commit(&next).await.unwrap();
+    // Until the source has read the commit back from the broker.
+    next.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut held = source.read_committed().await.unwrap_or_default();
+        held.sort();
+        if held == next {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed {held:?}, want {next:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    (broker.0)("stop");
+    (broker.0)("start");
+    ensure_topics(&brokers, &[topic], 4).await.unwrap();
+    send_all(&producer, topic, &messages("new", 40))
+        .await
+        .unwrap();
+    let new = read(&mut source, 40).await;
+    let mut payloads: Vec<String> = new
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    payloads.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("new-{i}")).collect();
+    want.sort();
+    assert_eq!(payloads, want);
+    // The first message of each partition's new log, and only it, is marked.
+    for p in 0..4 {
+        let marked: Vec<bool> = new
+            .iter()
+            .filter(|m| m.position.unwrap().partition == p)
+            .map(|m| m.log_restarted)
+            .collect();
+        if !marked.is_empty() {
+            assert!(
+                marked[0] && marked[1..].iter().all(|m| !m),
+                "partition {p}: {marked:?}"
+            );
+        }
+    }
+}

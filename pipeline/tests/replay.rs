@@ -243,6 +243,7 @@ async fn messages_delivered_again_after_a_rebalance_count_once() {
                 partition: 0,
                 offset: i as i64,
             }),
+            log_restarted: false,
         })
         .collect();
     let run = |batches: Vec<Vec<Message>>| {
@@ -266,6 +267,71 @@ async fn messages_delivered_again_after_a_rebalance_count_once() {
     .await;
     assert!(once.len() > 20);
     assert_eq!(stats.redelivered, (two_thirds - third) as u64);
+    assert_eq!(once.len(), again.len());
+    for (a, b) in once.iter().zip(&again) {
+        assert_eq!(a.window, b.window);
+    }
+}
+
+/// A broker that lost its log (restarted without its data, or the topic was
+/// re-created) numbers new messages from 0 again. Flagged by the source,
+/// they are read as new events, not skipped as redeliveries, and what is
+/// committed afterwards are positions of the new log only.
+#[tokio::test]
+async fn a_log_that_starts_over_is_read_as_new_messages() {
+    use fleet_pipeline::source::{Message, Position};
+    let (zones, events) = nyc_events(2);
+    let message = |e: &Event, offset: usize, log_restarted| Message {
+        payload: e.to_json().into_bytes().into(),
+        position: Some(Position {
+            partition: 0,
+            offset: offset as i64,
+        }),
+        log_restarted,
+    };
+    let all: Vec<Message> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| message(e, i, false))
+        .collect();
+    let once = {
+        let sink = MemorySink::default();
+        let mut p = pipeline(zones.clone(), &sink);
+        p.process(all, Some(vec![0])).await.unwrap();
+        sink.collected().windows
+    };
+
+    let half = 2 * events.len() / 3;
+    let old: Vec<Message> = events[..half]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| message(e, i, false))
+        .collect();
+    let new: Vec<Message> = events[half..]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| message(e, i, i == 0))
+        .collect();
+    let new_len = new.len() as i64;
+    let sink = MemorySink::default();
+    let mut p = pipeline(zones, &sink);
+    let before = p.process(old, Some(vec![0])).await.unwrap();
+    assert!(
+        before.iter().any(|c| c.offset > new_len),
+        "the old log was committed past the new log's end: {before:?}"
+    );
+    let after = p.process(new, Some(vec![0])).await.unwrap();
+    assert!(!after.is_empty(), "windows closed in the new log");
+    assert!(
+        after.iter().all(|c| c.offset <= new_len),
+        "positions of the new log only: {after:?}"
+    );
+    let stats = p.stats();
+    assert_eq!(stats.log_restarts, 1);
+    assert_eq!(stats.redelivered, 0);
+    assert_eq!(stats.events, events.len() as u64);
+    let again = sink.collected().windows;
+    assert!(once.len() > 20);
     assert_eq!(once.len(), again.len());
     for (a, b) in once.iter().zip(&again) {
         assert_eq!(a.window, b.window);
