@@ -13,7 +13,7 @@ use fleet_pipeline::health::{Backoff, Change, Health};
 use fleet_pipeline::kafka::{ensure_topics, KafkaSink, KafkaSource, Topics, DEFAULT_GROUP};
 use fleet_pipeline::nyc::{read_trips, trip_events};
 use fleet_pipeline::rebalance::RebalanceConfig;
-use fleet_pipeline::runner::{Pipeline, DEFAULT_BATCH};
+use fleet_pipeline::runner::{Pipeline, PipelineStats, DEFAULT_BATCH};
 use fleet_pipeline::sink::{DeadLetter, FleetCheckpoint, Sink, WindowOutput};
 use fleet_pipeline::source::{BoxFuture, ReplaySource, Source};
 use fleet_pipeline::window::WindowConfig;
@@ -313,7 +313,8 @@ pub async fn run(
         config.zones.clone(),
         sinks,
     )?
-    .with_health(health.clone());
+    .with_health(health.clone())
+    .with_progress(record_progress());
     for (fleet, end, state) in store.checkpoints().await.map_err(|e| e.to_string())? {
         match serde_json::from_value::<FleetCheckpoint>(state) {
             Ok(c) => pipeline.resume_fleet(&fleet, c),
@@ -333,6 +334,29 @@ pub async fn run(
         serde_json::to_value(stats).unwrap_or_default(),
     );
     Ok(())
+}
+
+/// Feeds a pipeline's counters into the service's metrics (as increments:
+/// a restarted pipeline counts from 0 again) and logs a partition log that
+/// started over: the events of the old log still in open windows are then
+/// only in memory.
+fn record_progress() -> impl FnMut(&PipelineStats) + Send + 'static {
+    let mut last = PipelineStats::default();
+    move |now| {
+        telemetry::record_consumed(
+            now.messages.saturating_sub(last.messages),
+            now.redelivered.saturating_sub(last.redelivered),
+            now.log_restarts.saturating_sub(last.log_restarts),
+        );
+        if now.log_restarts > last.log_restarts {
+            telemetry::log(
+                Level::Warn,
+                "a telemetry partition's log started over (the broker lost its data, or the topic was re-created); reading it as new messages",
+                json!({"log_restarts": now.log_restarts}),
+            );
+        }
+        last = *now;
+    }
 }
 
 /// Component name of the pipeline as a whole in [`Health`] (failing while

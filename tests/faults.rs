@@ -1,9 +1,9 @@
 //! Dependency faults: the service runs on its own PostgreSQL, Redis,
 //! Kafka-API broker and ClickHouse servers (started here, on free ports, so
 //! they can be stopped without disturbing other tests), and each is stopped
-//! and restarted in turn while telemetry flows (the broker is frozen and
-//! thawed: the test broker keeps its log in memory, so a restart would empty
-//! it, which a Kafka broker does not). Throughout, the service
+//! and restarted in turn while telemetry flows (the test broker keeps its
+//! log in memory, so it comes back empty: the service must read the
+//! re-created topic as a new log). Throughout, the service
 //! never exits; `/health` names what is down and says the pipeline is
 //! retrying; afterwards it catches up, and what it stored is exactly what an
 //! uninterrupted in-process run computes: every window once, every
@@ -262,6 +262,19 @@ fn until_health(port: u16, secs: u64, what: &str, pred: impl Fn(&Value) -> bool)
     }
 }
 
+/// The value of the Prometheus counter `name` (0 when absent).
+fn metric(port: u16, name: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "20"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn dependency(doc: &Value, name: &str) -> String {
     doc["dependencies"][name].as_str().unwrap_or("").to_owned()
 }
@@ -436,54 +449,56 @@ async fn every_dependency_stopped_and_restarted_in_turn_loses_nothing() {
     });
     mark("caught up after ClickHouse");
 
-    // 5. The broker unresponsive. The test broker keeps its log in memory:
-    // restarted, it would come back empty (a Kafka broker would not), so it
-    // is frozen (SIGSTOP) and thawed instead; telemetry produced meanwhile
-    // waits in the producer and arrives after.
-    let pid = std::fs::read_to_string(
-        std::env::var("FLEET_TOOLS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap())
-                    .join(".cache/fleet-optimization/tools")
-            })
-            .join(format!("tansu-{kafka_port}.pid")),
-    )
-    .unwrap();
-    let signal = |sig: &str| {
-        assert!(Command::new("kill")
-            .args([sig, pid.trim()])
-            .status()
-            .unwrap()
-            .success())
-    };
-    signal("-STOP");
-    mark("broker frozen");
-    until_health(port, 30, "kafka down", |d| dependency(d, "kafka") == "down");
-    let sending = {
-        let (producer, topic, chunk) = (
-            producer.clone(),
-            topics.telemetry.clone(),
-            chunks[4].to_vec(),
+    // 5. The broker stopped and restarted. The test broker keeps its log in
+    // memory: it comes back empty, without the topics or the group's
+    // offsets (a Kafka broker keeps them on disk), and numbers messages from
+    // 0 again. What was sent before the stop has been read by then (the
+    // broker would lose the rest); the service must read the re-created
+    // topic as a new log, not skip its low offsets as already read.
+    send(&producer, &topics.telemetry, chunks[4]).await;
+    let sent: usize = chunks[..5].iter().map(|c| c.len()).sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(port, "pipeline_messages_total") - metric(port, "pipeline_redelivered_total")
+        < sent as f64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not read all sent"
         );
-        tokio::spawn(async move { send(&producer, &topic, &chunk).await })
-    };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stored_at_least(&pool, closable(chunks[4].last().unwrap().ts_ms), 60).await;
+    broker.stop();
+    mark("broker stopped");
+    until_health(port, 30, "kafka down", |d| dependency(d, "kafka") == "down");
     tokio::time::sleep(Duration::from_secs(5)).await; // an outage, not a blip
     alive(&mut service);
-    signal("-CONT");
-    mark("broker thawed");
-    sending.await.unwrap();
-    stored_at_least(&pool, closable(chunks[4].last().unwrap().ts_ms), 90).await;
+    broker.start();
+    fresh_topics(&brokers, &name).await;
+    mark("broker restarted empty, topics re-created");
     until_health(port, 60, "healthy after the broker", |d| {
         d["status"] == "ok"
     });
-    mark("caught up after the broker");
 
     // 6. The rest, and the heartbeats that close the last windows.
     send(&producer, &topics.telemetry, chunks[5]).await;
     send_heartbeats(&producer, &topics.telemetry, events.last().unwrap()).await;
+    let counters = || {
+        format!(
+            "read {} messages ({} redelivered), {} log restarts",
+            metric(port, "pipeline_messages_total"),
+            metric(port, "pipeline_redelivered_total"),
+            metric(port, "pipeline_log_restarts_total")
+        )
+    };
+    mark(&format!("the rest sent; {}", counters()));
     stored_at_least(&pool, expected.len(), 90).await;
+    mark(&counters());
     mark("all windows stored");
+    assert!(
+        metric(port, "pipeline_log_restarts_total") >= 1.0,
+        "the re-created topic was read as a new log"
+    );
     alive(&mut service);
     terminate(service.id());
     assert!(service.wait().unwrap().success());

@@ -77,6 +77,9 @@ struct Registry {
     stream_windows: AtomicU64,
     stream_recommendations: AtomicU64,
     stream_dead_letters: AtomicU64,
+    stream_messages: AtomicU64,
+    stream_redelivered: AtomicU64,
+    stream_log_restarts: AtomicU64,
     /// Window close -> its recommendations persisted.
     stream_latency: Histogram,
     /// The latest value of each of the service's own metric points
@@ -160,6 +163,17 @@ pub fn record_point(name: &str, fleet_id: &str, value: f64) {
     if let Ok(mut points) = registry().points.lock() {
         points.insert((name.to_owned(), fleet_id.to_owned()), value);
     }
+}
+
+/// Records telemetry messages read (counts since the last call): all,
+/// those delivered again (skipped), and partition logs that started over.
+pub fn record_consumed(messages: u64, redelivered: u64, log_restarts: u64) {
+    let r = registry();
+    r.stream_messages.fetch_add(messages, Ordering::Relaxed);
+    r.stream_redelivered
+        .fetch_add(redelivered, Ordering::Relaxed);
+    r.stream_log_restarts
+        .fetch_add(log_restarts, Ordering::Relaxed);
 }
 
 /// Records telemetry that went to the dead-letter store.
@@ -302,6 +316,21 @@ pub async fn prometheus() -> Response {
             "pipeline_dead_letters_total",
             "Invalid telemetry messages kept in the dead-letter store.",
             &r.stream_dead_letters,
+        ),
+        (
+            "pipeline_messages_total",
+            "Telemetry messages read, redeliveries included.",
+            &r.stream_messages,
+        ),
+        (
+            "pipeline_redelivered_total",
+            "Telemetry messages delivered again after a consumer-group rebalance, skipped.",
+            &r.stream_redelivered,
+        ),
+        (
+            "pipeline_log_restarts_total",
+            "Times a partition's log started over (broker restarted without its data, topic re-created).",
+            &r.stream_log_restarts,
         ),
     ] {
         let _ = writeln!(
