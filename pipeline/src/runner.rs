@@ -110,6 +110,9 @@ impl PartitionState {
     }
 }
 
+/// What [`Pipeline::with_progress`] calls after every batch.
+type Progress = Box<dyn FnMut(&PipelineStats) + Send>;
+
 /// The streaming pipeline (see the module doc).
 pub struct Pipeline {
     window: WindowConfig,
@@ -131,7 +134,7 @@ pub struct Pipeline {
     /// Turns true when the run is asked to stop: ends a retry wait.
     stopping: tokio::sync::watch::Receiver<bool>,
     /// Told the counters after every batch (the service's metrics).
-    progress: Option<Box<dyn FnMut(&PipelineStats) + Send>>,
+    progress: Option<Progress>,
 }
 
 /// One write to a sink (retried as a whole until it succeeds).
