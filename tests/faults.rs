@@ -228,6 +228,19 @@ impl Drop for Scripted {
     }
 }
 
+/// The service process, killed if the test fails before stopping it (a
+/// failed run would otherwise leave it running).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `/health`: (HTTP status, document).
 fn health(port: u16) -> (u16, Value) {
     http(port, "/health")
@@ -318,27 +331,29 @@ async fn every_dependency_stopped_and_restarted_in_turn_loses_nothing() {
     let topics = fresh_topics(&brokers, &name).await;
 
     let port = free_port();
-    let mut service = Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
-        .args(["serve", "--port", &port.to_string()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DATABASE_URL", &database)
-        .env("REDIS_ADDR", format!("127.0.0.1:{}", redis.port))
-        .env("KAFKA_BROKERS", &brokers)
-        .env("KAFKA_TOPIC_PREFIX", &name)
-        .env("KAFKA_GROUP_ID", format!("{name}-service"))
-        .env("CLICKHOUSE_ADDR", format!("http://127.0.0.1:{ch_port}"))
-        .env("DATA_DIR", &tmp)
-        .env("WINDOW_SECONDS", "3600")
-        .env("ALLOWED_LATENESS_SECONDS", "60")
-        .env("ADMIN_API_KEY", KEY)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(tmp.join("service.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let alive = |service: &mut Child| {
+    let mut service = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_fleet-optimization"))
+            .args(["serve", "--port", &port.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DATABASE_URL", &database)
+            .env("REDIS_ADDR", format!("127.0.0.1:{}", redis.port))
+            .env("KAFKA_BROKERS", &brokers)
+            .env("KAFKA_TOPIC_PREFIX", &name)
+            .env("KAFKA_GROUP_ID", format!("{name}-service"))
+            .env("CLICKHOUSE_ADDR", format!("http://127.0.0.1:{ch_port}"))
+            .env("DATA_DIR", &tmp)
+            .env("WINDOW_SECONDS", "3600")
+            .env("ALLOWED_LATENESS_SECONDS", "60")
+            .env("ADMIN_API_KEY", KEY)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(tmp.join("service.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let alive = |service: &mut KillOnDrop| {
         assert!(
-            service.try_wait().unwrap().is_none(),
+            service.0.try_wait().unwrap().is_none(),
             "the service exited; its log is in {}",
             tmp.display()
         )
@@ -500,8 +515,8 @@ async fn every_dependency_stopped_and_restarted_in_turn_loses_nothing() {
         "the re-created topic was read as a new log"
     );
     alive(&mut service);
-    terminate(service.id());
-    assert!(service.wait().unwrap().success());
+    terminate(service.0.id());
+    assert!(service.0.wait().unwrap().success());
 
     let got = stored(&pool).await;
     assert_same(&got, &expected);
@@ -524,5 +539,6 @@ async fn every_dependency_stopped_and_restarted_in_turn_loses_nothing() {
         got.recommendations
     );
     drop(pool);
+    drop(pg); // stopped while its data directory still exists
     let _ = std::fs::remove_dir_all(&tmp);
 }
