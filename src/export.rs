@@ -152,7 +152,7 @@ pub async fn run(
         if let Some((brokers, topic)) = &events {
             let published = match producer.take() {
                 Some(p) => Ok(p),
-                None => fleet_pipeline::kafka::producer(brokers),
+                None => fleet_pipeline::kafka::sink_producer(brokers),
             };
             match published {
                 Ok(p) => match publish_events(&store, &p, topic, settled).await {
