@@ -106,7 +106,7 @@
     const defs = el('defs', {}, map);
     const marker = el('marker', {
       id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5,
-      markerWidth: 5, markerHeight: 5, orient: 'auto-start-reverse',
+      markerWidth: 4, markerHeight: 4, orient: 'auto-start-reverse',
     }, defs);
     el('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }, marker);
 
@@ -131,11 +131,11 @@
       // Stop short of the destination circle so the head stays visible.
       const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
       const len = Math.hypot(dx, dy) || 1;
-      const shrink = Math.min(8, len / 3);
+      const shrink = Math.min(6, len / 3);
       const line = el('line', {
         x1: a[0].toFixed(1), y1: a[1].toFixed(1),
         x2: (b[0] - dx / len * shrink).toFixed(1), y2: (b[1] - dy / len * shrink).toFixed(1),
-        class: 'move', 'stroke-width': Math.min(1 + m.vehicles, 7), 'marker-end': 'url(#arrow)',
+        class: 'move', 'stroke-width': Math.min(2 + m.vehicles, 8), 'marker-end': 'url(#arrow)',
       }, moveLayer);
       text('title', {}, `${m.vehicles} vehicle(s) ${m.from_zone} -> ${m.to_zone}, ${m.km.toFixed(1)} km: ${m.explanation}`, line);
     }
