@@ -261,3 +261,38 @@ async fn the_page_assets_and_live_zone_data_are_served() {
         assert!(doc["components"]["schemas"]["Dashboard"].is_object());
     }
 }
+
+/// An open event stream never ends by itself; graceful shutdown ends it,
+/// so the server still stops (the service exits on SIGTERM with dashboards open).
+#[tokio::test]
+async fn graceful_shutdown_ends_open_event_streams() {
+    let store = stores().await.remove(0);
+    common::install_admin_key(&store).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fleet_api::http::serve(
+        listener,
+        AppState::new(store, 1),
+        None,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut events = admin_client()
+        .get(format!("{base}{BASE}/dashboard/events?fleet_id=nyc"))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    next_event(&mut events, &mut buffer, |_| true).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server waited on the open stream")
+        .unwrap()
+        .unwrap();
+    // The stream ended cleanly rather than hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(5), events.chunk()).await;
+    assert!(matches!(rest, Ok(Ok(None)) | Ok(Err(_))), "{rest:?}");
+}
