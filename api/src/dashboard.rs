@@ -251,6 +251,16 @@ fn one_fleet(
 ) -> Result<String, Response> {
     let Query(q) =
         query.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text(), Some("fleet_id")))?;
+    // As documented: a fleet id is 1 to 200 characters (like a run's).
+    if let Some(fleet) = &q.fleet_id {
+        if fleet.is_empty() || fleet.chars().count() > 200 {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "must be 1 to 200 characters",
+                Some("fleet_id"),
+            ));
+        }
+    }
     caller.list_fleet(q.fleet_id)?.ok_or_else(|| {
         problem(
             StatusCode::BAD_REQUEST,

@@ -149,13 +149,16 @@ async fn the_page_assets_and_live_zone_data_are_served() {
         assert_eq!(empty["zones"], json!([]));
         assert_eq!(empty["moves"], json!([]));
         assert_eq!(empty["latest_solved_run_id"], Value::Null);
-        // An admin of every fleet must say which one.
-        let resp = admin
-            .get(format!("{base}{BASE}/dashboard"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        // An admin of every fleet must say which one, in 1 to 200 characters.
+        let long = format!("?fleet_id={}", "x".repeat(201));
+        for query in ["", "?fleet_id=", long.as_str()] {
+            let resp = admin
+                .get(format!("{base}{BASE}/dashboard{query}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+        }
 
         // The event stream answers at once with the current state (none)...
         let mut events = admin.get(&events_url).send().await.unwrap();
