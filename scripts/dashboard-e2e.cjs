@@ -2,7 +2,8 @@
 // loads the page, enters the API key, waits for the zone map (over 100
 // zones) with at least one move arrow, the Pareto chart and the metric
 // sparklines, checks that the page stayed within its Content-Security-Policy
-// and was updated live, and saves a screenshot. Run by
+// and was updated live (events, and polling with the stream blocked), and
+// saves a screenshot. Run by
 // scripts/dashboard-e2e.sh, which starts the service; exits non-zero on
 // any failure.
 //
@@ -119,6 +120,23 @@ async function main() {
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     check(fs.statSync(SCREENSHOT).size > 10000, `screenshot saved to ${SCREENSHOT}`);
+
+    // The fallback: with the event stream blocked, a second tab polls and
+    // still follows new windows.
+    const polling = await browser.newPage();
+    await polling.route('**/dashboard/events**', (route) => route.abort());
+    await polling.goto(`${BASE_URL}/`);
+    await polling.fill('#api-key', API_KEY);
+    await polling.click('#connect');
+    await polling.waitForFunction(() => document.getElementById('status').textContent.startsWith('polling'),
+      null, { timeout: TIMEOUT_MS });
+    await polling.waitForFunction(() => document.querySelectorAll('#map .zone[data-zone]').length > 100,
+      null, { timeout: TIMEOUT_MS });
+    const polled = await polling.textContent('#window-time');
+    await polling.waitForFunction((before) => document.getElementById('window-time').textContent !== before,
+      polled, { timeout: TIMEOUT_MS });
+    check(true, 'without the event stream the page polls and follows new windows');
+    await polling.close();
 
     check(problems.length === 0, `no console errors, CSP violations or failed requests${problems.length ? `: ${problems.join('; ')}` : ''}`);
   } catch (err) {
