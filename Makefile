@@ -43,6 +43,7 @@ test: dev-deps ## All tests: unit, integration, doctests, and benches run once i
 	CARGO=$(CARGO) scripts/test-arroyo-udfs.sh
 	scripts/schemathesis.sh
 	scripts/validate-deploy.sh
+	SCREENSHOT=$(or $(CARGO_TARGET_DIR),target)/dashboard.png scripts/dashboard-e2e.sh
 
 test-integration: dev-deps ## Integration tests only
 	scripts/kafka-broker.sh >/dev/null
@@ -57,6 +58,10 @@ fuzz: ## Fuzz the telemetry decoders and the problem-file parser, FUZZ_SECONDS s
 
 schemathesis: dev-deps ## API robustness: schemathesis against the service's own OpenAPI document (SQLite, then PostgreSQL)
 	scripts/schemathesis.sh
+
+.PHONY: dashboard-e2e
+dashboard-e2e: ## The web dashboard in headless Chromium (Playwright): map, moves, charts, live; screenshot to docs/dashboard.png
+	scripts/dashboard-e2e.sh
 
 .PHONY: validate-deploy
 validate-deploy: ## Deployment files (docker-compose.yml, k8s/, Dockerfile) checked without Docker or a cluster

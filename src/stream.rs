@@ -161,6 +161,7 @@ pub fn stream_window(out: &WindowOutput) -> Result<StreamWindow, String> {
             "objectives": {"unmet": plan.unmet, "empty_km": plan.empty_km},
             "moves": plan.moves,
             "zones": out.window.zones,
+            "zone_balance": plan.balance,
             "stats": {"zones": plan.zones, "solve_ms": plan.solve_ms, "warm_pivots": plan.warm_pivots,
                       "warm_fallback": plan.warm_fallback},
         }),

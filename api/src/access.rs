@@ -49,6 +49,7 @@ pub enum Permission {
     MetricsWrite,
     KeysManage,
     AuditRead,
+    DashboardRead,
 }
 
 /// The least role holding each permission: viewers read; operators also
@@ -59,7 +60,7 @@ pub fn least_role(permission: Permission) -> Role {
     use Permission::*;
     match permission {
         ApiDocRead | RunsRead | ResultsRead | RecommendationsRead | RebalancingRead
-        | MetricsRead => Role::Viewer,
+        | MetricsRead | DashboardRead => Role::Viewer,
         RunsWrite | ResultsWrite | RecommendationsWrite | RebalancingWrite => Role::Operator,
         RunsDelete | RebalancingDelete | MetricsWrite | KeysManage | AuditRead => Role::Admin,
     }
@@ -133,6 +134,10 @@ pub const ROUTES: &[RouteRule] = {
         public("/health"),
         public("/metrics"),
         public("/metrics/prometheus"),
+        // The dashboard's page and assets hold no data; its data routes do.
+        public("/"),
+        public("/dashboard.js"),
+        public("/dashboard.css"),
         rule("GET", "/api/v1/openapi.json", ApiDocRead, Service),
         rule("GET", api!("/runs"), RunsRead, Handler),
         rule("POST", api!("/runs"), RunsWrite, Handler),
@@ -179,6 +184,8 @@ pub const ROUTES: &[RouteRule] = {
         rule("POST", api!("/keys"), KeysManage, Service),
         rule("DELETE", api!("/keys/{id}"), KeysManage, Service),
         rule("GET", api!("/audit"), AuditRead, Service),
+        rule("GET", api!("/dashboard"), DashboardRead, Handler),
+        rule("GET", api!("/dashboard/events"), DashboardRead, Handler),
     ]
 };
 

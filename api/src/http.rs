@@ -30,7 +30,7 @@ use crate::solve::{self, RunSpec};
 use crate::store::{
     now_ms, MetricBucket, MetricFilter, MetricPoint, NewRun, Recommendation, Store, StoreError,
 };
-use crate::{access, admin, telemetry};
+use crate::{access, admin, dashboard, telemetry};
 use fleet_engine::time::{parse_duration_ms, parse_rfc3339};
 
 /// Base path of every resource.
@@ -78,6 +78,9 @@ pub struct AppState {
     pub checks: Vec<(&'static str, DependencyCheck)>,
     /// Authentication, rate limits and the fleet-owner cache ([`crate::access`]).
     pub security: Arc<Security>,
+    /// Turns true when [`serve`] begins its graceful shutdown: never-ending
+    /// responses (the dashboard's event streams) end then, so it can finish.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A health check of one dependency: answers `ok` or `down`.
@@ -99,6 +102,7 @@ impl AppState {
             streaming: false,
             checks: Vec::new(),
             security: Arc::new(Security::default()),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
@@ -322,6 +326,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::list_keys, admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(dashboard::get_dashboard))
         .split_for_parts();
     // After the routes are in: `ApiDoc`'s own modifiers run before them.
     let mut openapi = openapi;
@@ -334,6 +339,15 @@ pub fn router(state: AppState) -> Router {
                 let document = document.clone();
                 async move { Json(document.as_ref().clone()) }
             }),
+        )
+        // The dashboard's page and event stream (outside the document: the
+        // stream never ends; see `crate::dashboard`).
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .route(
+            &format!("{BASE}/dashboard/events"),
+            get(dashboard::dashboard_events),
         )
         .route("/metrics", get(telemetry::prometheus))
         .route("/metrics/prometheus", get(telemetry::prometheus))
@@ -1729,6 +1743,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
     let app = router(state);
     match tls {
         Some(config) => {

@@ -175,6 +175,9 @@ pub struct Store {
     backend: Backend,
     /// Told about every run write, so cached run lists go stale.
     cache: Option<Cache>,
+    /// Counts the pipeline windows this process stored: the dashboard's
+    /// event stream wakes on it instead of polling the database.
+    pub(crate) windows_saved: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -206,6 +209,7 @@ impl Store {
             pool,
             backend,
             cache: None,
+            windows_saved: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 

@@ -148,6 +148,7 @@ impl Store {
         };
         let Some(run_id) = run_id else {
             tx.commit().await?;
+            self.windows_saved.send_modify(|n| *n += 1);
             return Ok(WindowSaved::Saved {
                 run_id: None,
                 recommendations: 0,
@@ -214,6 +215,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.windows_saved.send_modify(|n| *n += 1);
         self.runs_changed(&w.fleet_id).await;
         Ok(WindowSaved::Saved {
             run_id: Some(run_id),

@@ -993,6 +993,7 @@ async fn openapi_document_lists_every_route() {
         ("/keys", &["get", "post"]),
         ("/keys/{id}", &["delete"]),
         ("/audit", &["get"]),
+        ("/dashboard", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
     for (path, methods) in expected {

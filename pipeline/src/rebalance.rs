@@ -55,6 +55,23 @@ pub struct PlannedMove {
     pub explanation: String,
 }
 
+/// A zone's supply against its target in a window's problem: what the
+/// dashboard colours (the targets exist only here, computed from the
+/// smoothed demand, so the plan carries them out).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ZoneBalance {
+    pub id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    /// Idle vehicles at the window's end.
+    pub supply: u32,
+    /// Vehicles wanted (the Poisson service-level target, less vehicles about to free up).
+    pub target: u32,
+    /// Coverage floor.
+    pub floor: u32,
+}
+
 /// What one window produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WindowPlan {
@@ -70,6 +87,8 @@ pub struct WindowPlan {
     pub changed: Vec<PlannedMove>,
     /// (from, to) of moves the previous plan had and this one drops.
     pub withdrawn: Vec<(String, String)>,
+    /// Every zone of the problem, in problem order.
+    pub balance: Vec<ZoneBalance>,
     pub solve_ms: f64,
     pub warm_pivots: u64,
     pub warm_fallback: bool,
@@ -259,6 +278,20 @@ impl ContinuousRebalancer {
             .cloned()
             .collect();
         self.previous = current;
+        let balance = self
+            .infos
+            .iter()
+            .enumerate()
+            .map(|(i, info)| ZoneBalance {
+                id: info.id.clone(),
+                name: info.name.clone(),
+                lat: info.lat,
+                lon: info.lon,
+                supply: idle[i],
+                target: target[i],
+                floor: floor[i],
+            })
+            .collect();
         Ok(WindowPlan {
             start_ms: window.start_ms,
             end_ms: window.end_ms,
@@ -269,6 +302,7 @@ impl ContinuousRebalancer {
             moves,
             changed,
             withdrawn,
+            balance,
             solve_ms,
             warm_pivots: solved.stats.warm_pivots,
             warm_fallback: solved.stats.warm_fallback,
@@ -323,6 +357,13 @@ mod tests {
         let p1 = reb.on_window(&w1, &zones).unwrap();
         assert!(!p1.moves.is_empty());
         assert_eq!(p1.changed, p1.moves, "everything is new at first");
+        // Every zone's supply and target go out with the plan: a has a
+        // surplus, c a deficit.
+        let ids: Vec<&str> = p1.balance.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(p1.balance[0].supply, 10);
+        assert_eq!(p1.balance[0].target, 0);
+        assert!(p1.balance[2].target > p1.balance[2].supply);
         // The same window again: the same plan, nothing emitted.
         let p2 = reb
             .on_window(&window(2000, &[(0, 0, 10), (2, 6, 0)]), &zones)
